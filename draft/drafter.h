@@ -1,0 +1,71 @@
+/* drafter.h: drafters grow a token tree rooted at the pending token (the last accepted token,
+ * not yet evaluated by the verifier).
+ *   model   a separate small model, or the verifier's own first M layers ("self:M"), evaluated
+ *           one tree level per batch with the tree mask; children are its top-k tokens (greedy or
+ *           deterministic trees) or samples from its distribution (sampled trees);
+ *   lookup  no model: continuations of earlier n-gram matches in the context (prompt lookup).
+ * Tree shapes: chain:K, static:AxBxC (A children of the root, B of each of those, ...), and
+ * dynamic:N (expand the most probable paths, EAGLE-2 / Sequoia style, under a budget of N
+ * draft nodes). */
+#ifndef ARBOR_DRAFTER_H
+#define ARBOR_DRAFTER_H
+
+#include "src/model.h"
+#include "src/sampling.h"
+#include "tokentree/tokentree.h"
+
+#define AR_SPEC_MAX_LEVELS 32
+
+typedef enum ar_tree_mode {
+    AR_TREE_CHAIN = 0,
+    AR_TREE_STATIC = 1,
+    AR_TREE_DYNAMIC = 2,
+    AR_TREE_ADAPTIVE = 3, /* the scheduler chooses (sched/) */
+} ar_tree_mode;
+
+typedef struct ar_tree_spec {
+    ar_tree_mode mode;
+    int32_t n_levels;                      /* chain / static: depth */
+    int32_t branch[AR_SPEC_MAX_LEVELS];    /* static: children per node at each level */
+    int32_t budget;                        /* draft nodes (root excluded) */
+} ar_tree_spec;
+
+/* Parses "chain:K", "static:4x2x2x1", "dynamic:N", "adaptive". The tree (root included) must fit
+ * a batch-invariant verification (AR_BATCH_INVARIANT rows). */
+ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *out);
+/* Writes the canonical spelling of spec into buf. */
+void ar_tree_spec_format(const ar_tree_spec *spec, char *buf, size_t cap);
+
+typedef enum ar_drafter_kind { AR_DRAFTER_MODEL = 1, AR_DRAFTER_LOOKUP = 2 } ar_drafter_kind;
+
+typedef struct ar_drafter ar_drafter;
+
+/* A model drafter over `m` running its first n_layers layers (<= 0: all; self-drafting passes
+ * the verifier and M). Its KV cache holds n_ctx cells. */
+ar_status ar_drafter_create_model(const ar_model *m, int32_t n_layers, int32_t n_ctx,
+                                  ar_pool *pool, ar_drafter **out);
+ar_status ar_drafter_create_lookup(int32_t n_ctx, ar_drafter **out);
+void ar_drafter_free(ar_drafter *d);
+ar_drafter_kind ar_drafter_kind_of(const ar_drafter *d);
+
+typedef struct ar_draft_request {
+    const int32_t *tokens;  /* the committed context, then the root (pending) token */
+    int32_t n_committed;    /* tokens[n_committed] is the root */
+    ar_tree_spec spec;
+    bool sample;            /* children drawn from q (sampled trees) instead of top-k */
+    const ar_sampler_params *sampling; /* transforms giving the drafter's q when sampling */
+    ar_rng *rng;
+} ar_draft_request;
+
+/* Grows `tree` (reset to the root by the drafter). For sampled trees, q[i] receives the
+ * drafter's distribution at node i when node i's children were sampled from it, else NULL
+ * (q has room for tree->cap entries; the distributions stay valid until the next draft). */
+ar_status ar_drafter_draft(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,
+                           const ar_dist **q);
+/* The verifier accepted path[0..n_path) (node indices, root first): the drafter keeps what it
+ * computed for those nodes. */
+void ar_drafter_accept(ar_drafter *d, const ar_tree *tree, const int32_t *path, int32_t n_path);
+/* Forget cached state (a new prompt that shares nothing). */
+void ar_drafter_reset(ar_drafter *d);
+
+#endif

@@ -1,0 +1,289 @@
+/* engine.c: prompt prefill with prefix reuse, and the plain decoding step. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **out) {
+    *out = NULL;
+    if (m->vocab_only) return ar_fail(AR_ERR_INVALID_ARG, "%s: vocabulary-only model", m->path);
+    if (p.n_ctx <= 0) p.n_ctx = m->hp.n_ctx_train;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        p.n_threads = nc > 0 ? (int32_t)nc : 1;
+    }
+    int32_t max_batch = AR_MAX(p.n_batch, AR_BATCH_INVARIANT);
+    max_batch = AR_MIN(max_batch, p.n_ctx);
+    ar_engine *e = calloc(1, sizeof *e);
+    if (!e) return ar_fail(AR_ERR_NOMEM, "engine: out of memory");
+    e->model = m;
+    e->params = p;
+    e->n_vocab = m->hp.n_vocab;
+    ar_status s;
+    if ((s = ar_kv_create(m, p.n_ctx, 0, p.kv_type, &e->kv)) != AR_OK) goto fail;
+    if ((s = ar_workspace_create(m, max_batch, p.n_ctx, &e->ws)) != AR_OK) goto fail;
+    if ((s = ar_pool_create(p.n_threads, NULL, &e->pool)) != AR_OK) goto fail;
+    if ((s = ar_dist_init(&e->dist, e->n_vocab)) != AR_OK) goto fail;
+    e->tokens = calloc((size_t)p.n_ctx + 1, sizeof(int32_t));
+    e->logits = malloc((size_t)max_batch * (size_t)e->n_vocab * sizeof(float));
+    if (!e->tokens || !e->logits) {
+        s = ar_fail(AR_ERR_NOMEM, "engine: out of memory for %d x %d logits", max_batch,
+                    e->n_vocab);
+        goto fail;
+    }
+    e->sampling = ar_sampler_default_params();
+    ar_rng_seed(&e->rng, e->sampling.seed);
+    *out = e;
+    return AR_OK;
+fail:
+    ar_engine_free(e);
+    return s;
+}
+
+static void spec_free(ar_spec *sp);
+
+void ar_engine_free(ar_engine *e) {
+    if (!e) return;
+    spec_free(e->spec);
+    ar_kv_free(e->kv);
+    ar_workspace_free(e->ws);
+    ar_pool_free(e->pool);
+    ar_dist_free(&e->dist);
+    free(e->tokens);
+    free(e->logits);
+    free(e);
+}
+
+void ar_engine_set_sampling(ar_engine *e, const ar_sampler_params *sp) {
+    e->sampling = *sp;
+    ar_rng_seed(&e->rng, sp->seed);
+}
+
+void ar_engine_reset(ar_engine *e) {
+    ar_kv_truncate(e->kv, 0);
+    if (e->spec) ar_drafter_reset(e->spec->drafter);
+    e->n_tokens = 0;
+    e->has_pending = false;
+}
+
+ar_status ar_engine_prefill(ar_engine *e, const int32_t *prompt, int32_t n, int32_t *n_reused) {
+    *n_reused = 0;
+    if (n < 1) return ar_fail(AR_ERR_INVALID_ARG, "empty prompt: at least one token is needed");
+    if (n > e->kv->cap)
+        return ar_fail(AR_ERR_CONTEXT_FULL, "prompt of %d tokens does not fit the context of %d",
+                       n, e->kv->cap);
+    for (int32_t i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= e->n_vocab)
+            return ar_fail(AR_ERR_INVALID_ARG, "prompt token %d at index %d out of range [0, %d)",
+                           prompt[i], i, e->n_vocab);
+    /* reuse the committed tokens the new prompt starts with */
+    int32_t keep = 0;
+    while (keep < e->kv->n_committed && keep < n - 1 && e->tokens[keep] == prompt[keep]) keep++;
+    ar_kv_truncate(e->kv, keep);
+    *n_reused = keep;
+    int32_t max_rows = AR_MIN(e->params.n_batch, e->kv->cap);
+    for (int32_t i = keep; i < n - 1;) {
+        int32_t rows = AR_MIN(max_rows, n - 1 - i);
+        /* prompt rows need no logits, only their K/V */
+        ar_batch b = {.n = rows, .tokens = prompt + i, .skip_logits = true};
+        ar_status s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, NULL);
+        if (s != AR_OK) return s;
+        ar_kv_commit_all(e->kv, rows);
+        i += rows;
+    }
+    memcpy(e->tokens, prompt, (size_t)n * sizeof(int32_t));
+    e->n_tokens = n;
+    e->has_pending = true;
+    return AR_OK;
+}
+
+/* Samples from the logits of the last committed token. */
+static int32_t sample(ar_engine *e, const float *logits) {
+    const ar_sampler_params *sp = &e->sampling;
+    if (sp->temp <= 0.0f && sp->repeat_penalty == 1.0f) return ar_argmax(logits, e->n_vocab);
+    int32_t hist = e->n_tokens;
+    int32_t last_n = sp->repeat_last_n < 0 ? hist : AR_MIN(sp->repeat_last_n, hist);
+    ar_status s = ar_sampler_dist(sp, logits, e->n_vocab, e->tokens + hist - last_n, last_n,
+                                  &e->dist);
+    if (s != AR_OK) return ar_argmax(logits, e->n_vocab);
+    return ar_dist_sample(&e->dist, &e->rng);
+}
+
+static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out);
+
+ar_status ar_engine_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out) {
+    *n_out = 0;
+    if (!e->has_pending) return ar_fail(AR_ERR_INVALID_ARG, "engine: no prompt");
+    if (cap < 1) return ar_fail(AR_ERR_INVALID_ARG, "engine: no room for output");
+    if (e->kv->n_committed + 1 > e->kv->cap)
+        return ar_fail(AR_ERR_CONTEXT_FULL, "context full (%d tokens)", e->kv->cap);
+    if (e->spec) return spec_step(e, out, cap, n_out);
+    int32_t pending = e->tokens[e->n_tokens - 1];
+    ar_batch b = {.n = 1, .tokens = &pending, .parent = NULL, .logits = NULL};
+    ar_status s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits);
+    if (s != AR_OK) return s;
+    ar_kv_commit_all(e->kv, 1);
+    int32_t t = sample(e, e->logits);
+    e->tokens[e->n_tokens++] = t;
+    e->stats.n_plain_steps++;
+    out[0] = t;
+    *n_out = 1;
+    return AR_OK;
+}
+
+/* ---- speculative decoding ---- */
+
+static void spec_free(ar_spec *sp) {
+    if (!sp) return;
+    ar_drafter_free(sp->drafter);
+    ar_tree_free(&sp->tree);
+    if (sp->p)
+        for (int i = 0; i < AR_BATCH_INVARIANT; i++) ar_dist_free(&sp->p[i]);
+    free(sp->p);
+    free(sp->pp);
+    free(sp->q);
+    ar_accept_work_free(&sp->aw);
+    free(sp->path);
+    free(sp->target);
+    free(sp->tree_tokens);
+    free(sp->history);
+    free(sp);
+}
+
+ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec *spec) {
+    if (spec->mode == AR_TREE_ADAPTIVE) {
+        ar_drafter_free(d);
+        return ar_fail(AR_ERR_UNSUPPORTED, "tree 'adaptive' needs the scheduler, which is not "
+                                           "implemented yet: use chain:K, static:... or dynamic:N");
+    }
+    ar_spec *sp = calloc(1, sizeof *sp);
+    if (!sp) {
+        ar_drafter_free(d);
+        return ar_fail(AR_ERR_NOMEM, "out of memory");
+    }
+    sp->drafter = d;
+    sp->spec = *spec;
+    const int32_t cap = AR_BATCH_INVARIANT;
+    ar_status s = ar_tree_init(&sp->tree, AR_MIN(cap, spec->budget + 1));
+    if (s == AR_OK) s = ar_accept_work_init(&sp->aw, e->n_vocab);
+    sp->q = calloc(cap, sizeof *sp->q);
+    sp->pp = calloc(cap, sizeof *sp->pp);
+    sp->p = calloc(cap, sizeof *sp->p);
+    sp->path = calloc(cap + 1, sizeof(int32_t));
+    sp->target = calloc(cap, sizeof(int32_t));
+    sp->tree_tokens = calloc(cap, sizeof(int32_t));
+    sp->history = calloc((size_t)e->kv->cap + cap + 1, sizeof(int32_t));
+    if (s == AR_OK && (!sp->q || !sp->pp || !sp->p || !sp->path || !sp->target ||
+                       !sp->tree_tokens || !sp->history))
+        s = ar_fail(AR_ERR_NOMEM, "out of memory");
+    if (s != AR_OK) {
+        spec_free(sp);
+        return s;
+    }
+    ar_rng_seed(&sp->draft_rng, e->sampling.seed ^ 0x9e3779b97f4a7c15ull);
+    spec_free(e->spec);
+    e->spec = sp;
+    return AR_OK;
+}
+
+/* The verifier's distribution at tree node i: its sampling transforms over the logits, with the
+ * committed context plus the path root..i as the repetition-penalty history. */
+static ar_status node_dist(ar_engine *e, int32_t i, const float *logits, ar_dist *out) {
+    ar_spec *sp = e->spec;
+    const ar_sampler_params *spp = &e->sampling;
+    int32_t n_hist = 0;
+    if (spp->repeat_penalty != 1.0f) {
+        int32_t base = e->kv->n_committed;
+        memcpy(sp->history, e->tokens, (size_t)base * sizeof(int32_t));
+        int32_t k = ar_tree_path_tokens(&sp->tree, i, sp->history + base);
+        n_hist = base + k;
+    }
+    int32_t last_n = spp->repeat_last_n < 0 ? n_hist : AR_MIN(spp->repeat_last_n, n_hist);
+    return ar_sampler_dist(spp, logits, e->n_vocab, sp->history + n_hist - last_n, last_n, out);
+}
+
+static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out) {
+    ar_spec *sp = e->spec;
+    ar_tree *tree = &sp->tree;
+    const int32_t base = e->kv->n_committed;
+    const bool greedy = e->sampling.temp <= 0.0f && e->sampling.repeat_penalty == 1.0f;
+    ar_status s;
+
+    /* draft */
+    double t0 = ar_now();
+    ar_draft_request req = {.tokens = e->tokens,
+                            .n_committed = base,
+                            .spec = sp->spec,
+                            .sample = !greedy && e->sampling.temp > 0.0f,
+                            .sampling = &e->sampling,
+                            .rng = &sp->draft_rng};
+    /* a tree never outgrows the context: shrink the budget near the end */
+    int32_t room = e->kv->cap - base;
+    int32_t saved_cap = tree->cap;
+    tree->cap = AR_MIN(saved_cap, room);
+    s = ar_drafter_draft(sp->drafter, &req, tree, sp->q);
+    tree->cap = saved_cap;
+    if (s != AR_OK) return s;
+    double t1 = ar_now();
+    int32_t n = tree->n;
+    for (int32_t i = 1; i < n; i++) {
+        int32_t dep = tree->nodes[i].depth - 1;
+        if (dep < 32) e->stats.drafted_at_depth[dep]++;
+    }
+    e->stats.n_drafted += n - 1;
+
+    /* verify the whole tree in one batch */
+    for (int32_t i = 0; i < n; i++) sp->tree_tokens[i] = tree->nodes[i].token;
+    ar_batch b = {.n = n, .tokens = sp->tree_tokens, .parent = ar_tree_parents(tree)};
+    if ((s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits)) != AR_OK) return s;
+
+    /* accept */
+    ar_accept_result res;
+    if (greedy) {
+        for (int32_t i = 0; i < n; i++)
+            sp->target[i] = ar_argmax(e->logits + (size_t)i * e->n_vocab, e->n_vocab);
+        s = ar_accept_greedy(tree, sp->target, sp->path, &res);
+    } else {
+        if (!sp->p[0].id) {
+            for (int32_t i = 0; i < AR_BATCH_INVARIANT && s == AR_OK; i++)
+                s = ar_dist_init(&sp->p[i], e->n_vocab);
+            if (s != AR_OK) return s;
+        }
+        for (int32_t i = 0; i < n; i++) {
+            if ((s = node_dist(e, i, e->logits + (size_t)i * e->n_vocab, &sp->p[i])) != AR_OK)
+                return s;
+            sp->pp[i] = &sp->p[i];
+        }
+        s = ar_accept_sampled(tree, sp->pp, sp->q, &e->rng, &sp->aw, sp->path, &res);
+    }
+    if (s != AR_OK) return s;
+    /* never emit more than asked: a shorter accepted path is still exact, with the next path
+     * token (accepted, hence distributed as the verifier's choice) as the bonus */
+    if (res.n_path > cap) {
+        res.n_path = cap;
+        res.bonus = tree->nodes[sp->path[cap]].token;
+    }
+    for (int32_t j = 1; j < res.n_path; j++) {
+        int32_t dep = tree->nodes[sp->path[j]].depth - 1;
+        if (dep < 32) e->stats.accepted_at_depth[dep]++;
+    }
+    e->stats.n_accepted += res.n_path - 1;
+    e->stats.n_verify++;
+
+    /* keep the accepted path in both caches */
+    ar_kv_commit(e->kv, sp->path, res.n_path);
+    ar_drafter_accept(sp->drafter, tree, sp->path, res.n_path);
+    for (int32_t j = 0; j < res.n_path; j++)
+        e->tokens[base + j] = tree->nodes[sp->path[j]].token;
+    e->tokens[base + res.n_path] = res.bonus;
+    e->n_tokens = base + res.n_path + 1;
+    int32_t k = 0;
+    for (int32_t j = 1; j < res.n_path; j++) out[k++] = tree->nodes[sp->path[j]].token;
+    out[k++] = res.bonus;
+    *n_out = k;
+    double t2 = ar_now();
+    e->stats.draft_seconds += t1 - t0;
+    e->stats.verify_seconds += t2 - t1;
+    return AR_OK;
+}

@@ -1,0 +1,74 @@
+/* engine.h: the decoding loop. The engine holds the verifier (model, KV cache, workspace, thread
+ * pool) and the sampler, and advances generation one step at a time. State between steps: the
+ * committed tokens (their K/V in the cache) and one pending token, sampled but not yet
+ * evaluated. A plain step evaluates the pending token and samples the next; a speculative step
+ * (draft/, verify/) evaluates a tree rooted at the pending token and keeps the accepted path. */
+#ifndef ARBOR_ENGINE_H
+#define ARBOR_ENGINE_H
+
+#include "draft/drafter.h"
+#include "src/model.h"
+#include "src/sampling.h"
+#include "verify/accept.h"
+
+typedef struct ar_engine_params {
+    int32_t n_ctx;   /* 0: the model's training context */
+    int32_t n_threads;
+    int32_t n_batch; /* prompt rows per forward pass */
+    ar_type kv_type;
+} ar_engine_params;
+
+typedef struct ar_engine_stats {
+    int64_t n_verify, n_drafted, n_accepted, n_plain_steps;
+    double draft_seconds, verify_seconds;
+    int64_t drafted_at_depth[32], accepted_at_depth[32];
+} ar_engine_stats;
+
+/* Speculation state: the drafter, the tree shape and the buffers of one verification. */
+typedef struct ar_spec {
+    ar_drafter *drafter; /* owned */
+    ar_tree_spec spec;
+    ar_tree tree;
+    const ar_dist **q;   /* [tree cap] drafter distributions of sampled nodes */
+    ar_dist *p;          /* [tree cap] verifier distributions (sampled acceptance) */
+    const ar_dist **pp;  /* pointers to p */
+    ar_accept_work aw;
+    int32_t *path, *target, *tree_tokens, *history;
+    ar_rng draft_rng;
+} ar_spec;
+
+typedef struct ar_engine {
+    const ar_model *model;
+    ar_engine_params params;
+    ar_kv *kv;
+    ar_workspace *ws;
+    ar_pool *pool;
+    int32_t n_vocab;
+    int32_t *tokens;   /* [n_ctx + 1]: committed tokens, then the pending one */
+    int32_t n_tokens;  /* committed + pending */
+    bool has_pending;
+    float *logits;     /* [max_batch][n_vocab] */
+    ar_sampler_params sampling;
+    ar_rng rng;
+    ar_dist dist;
+    ar_engine_stats stats;
+    ar_spec *spec;     /* NULL: plain decoding */
+} ar_engine;
+
+ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **out);
+void ar_engine_free(ar_engine *e);
+void ar_engine_set_sampling(ar_engine *e, const ar_sampler_params *sp);
+/* Evaluates prompt[0 .. n-1) into the cache (reusing the longest prefix already there) and makes
+ * prompt[n-1] the pending token. *n_reused: prompt tokens whose evaluation was skipped. */
+ar_status ar_engine_prefill(ar_engine *e, const int32_t *prompt, int32_t n, int32_t *n_reused);
+/* One decoding step: writes the tokens it generates (>= 1) to out (room for cap >= 1; a step
+ * never produces more than cap) and sets *n_out. AR_ERR_CONTEXT_FULL when the cache cannot hold
+ * the pending token. */
+ar_status ar_engine_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out);
+/* Switches to speculative decoding with drafter `d` (the engine owns it from now on, also on
+ * failure) and tree shape `spec`. */
+ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec *spec);
+/* Forgets all cached tokens. */
+void ar_engine_reset(ar_engine *e);
+
+#endif

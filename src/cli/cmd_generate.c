@@ -1,0 +1,251 @@
+/* cmd_generate.c: `arbor generate`, a client of the public API (include/arbor.h). stdout carries
+ * exactly the generated text, streamed; timing and diagnostics go to stderr. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arbor.h"
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fputs("usage: arbor generate -m MODEL.gguf (-p PROMPT | -f FILE) [options]\n"
+          "  -n N                 tokens to generate (default 128; -1: until EOS or full context)\n"
+          "  -c N                 context size (default: the model's)\n"
+          "  -t N                 threads (default: one per core)\n"
+          "  -b N                 prompt batch size (default 512)\n"
+          "  --temp T             temperature (default 0.8; 0 = greedy)\n"
+          "  --top-k K            (default 40; 0 = off)\n"
+          "  --top-p P            (default 0.95; 1 = off)\n"
+          "  --min-p P            (default 0.05; 0 = off)\n"
+          "  --repeat-penalty R   (default 1.0 = off)\n"
+          "  --repeat-last-n N    (default 64; -1 = whole context)\n"
+          "  --seed S             sampling seed (default 0)\n"
+          "  --ignore-eos         keep generating past end-of-generation tokens\n"
+          "  --echo               print the prompt before the generated text\n"
+          "  --no-parse-special   prompt text never spells special tokens\n"
+          "  --stop TEXT          stop after the token completing TEXT (repeatable)\n"
+          "  -ctk f16             F16 KV cache (default f32)\n"
+          "  -md DRAFT            speculative decoding with a drafter: DRAFT.gguf (a small model\n"
+          "                       sharing the vocabulary), self:M (the model's own first M\n"
+          "                       layers) or lookup (n-gram prompt lookup, no model)\n"
+          "  --tree SPEC          tree shape: chain:K, static:AxBx..., dynamic:N (default dynamic:16)\n"
+          "  --stats              print statistics on stderr\n",
+          f);
+}
+
+static bool on_token(void *user, arbor_token token, const char *text, size_t len) {
+    (void)user;
+    (void)token;
+    if (len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return true;
+}
+
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while (buf && (k = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += k;
+        if (cap - len - 1 == 0) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[len] = 0;
+    return buf;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft = NULL;
+    arbor_context_params cp = arbor_context_default_params();
+    arbor_generate_params gp = arbor_generate_default_params();
+    bool echo = false, stats = false;
+    const char *stops[16];
+    int n_stops = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t x;
+        uint64_t u;
+        float f;
+#define NEED_VALUE()                                                                               \
+    do {                                                                                           \
+        if (!v) return cli_error(2, "%s needs a value", a);                                        \
+        i++;                                                                                       \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            NEED_VALUE();
+            model_path = v;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            NEED_VALUE();
+            prompt = v;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            NEED_VALUE();
+            prompt_file = v;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, -1, INT32_MAX, &x)) return 2;
+            gp.n_predict = (int32_t)x;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 0, 1 << 24, &x)) return 2;
+            cp.n_ctx = (int32_t)x;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1024, &x)) return 2;
+            cp.n_threads = (int32_t)x;
+        } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1 << 16, &x)) return 2;
+            cp.n_batch = (int32_t)x;
+        } else if (!strcmp(a, "--temp")) {
+            NEED_VALUE();
+            if (!cli_parse_f32(a, v, 0.0f, 1e6f, &f)) return 2;
+            gp.sampling.temp = f;
+        } else if (!strcmp(a, "--top-k")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 0, INT32_MAX, &x)) return 2;
+            gp.sampling.top_k = (int32_t)x;
+        } else if (!strcmp(a, "--top-p")) {
+            NEED_VALUE();
+            if (!cli_parse_f32(a, v, 0.0f, 1.0f, &f)) return 2;
+            gp.sampling.top_p = f;
+        } else if (!strcmp(a, "--min-p")) {
+            NEED_VALUE();
+            if (!cli_parse_f32(a, v, 0.0f, 1.0f, &f)) return 2;
+            gp.sampling.min_p = f;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            NEED_VALUE();
+            if (!cli_parse_f32(a, v, 1e-3f, 1e3f, &f)) return 2;
+            gp.sampling.repeat_penalty = f;
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, -1, INT32_MAX, &x)) return 2;
+            gp.sampling.repeat_last_n = (int32_t)x;
+        } else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
+            NEED_VALUE();
+            if (!cli_parse_u64(a, v, &u)) return 2;
+            gp.sampling.seed = u;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            gp.ignore_eos = true;
+        } else if (!strcmp(a, "--echo")) {
+            echo = true;
+        } else if (!strcmp(a, "--no-parse-special")) {
+            gp.parse_special = false;
+        } else if (!strcmp(a, "--stop")) {
+            NEED_VALUE();
+            if (n_stops == (int)(sizeof stops / sizeof stops[0]))
+                return cli_error(2, "at most %d --stop strings", n_stops);
+            if (!*v) return cli_error(2, "--stop needs a non-empty string");
+            stops[n_stops++] = v;
+        } else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type")) {
+            NEED_VALUE();
+            if (!strcmp(v, "f16")) cp.kv_f16 = true;
+            else if (!strcmp(v, "f32")) cp.kv_f16 = false;
+            else return cli_error(2, "invalid value '%s' for %s: f32 or f16", v, a);
+        } else if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) {
+            NEED_VALUE();
+            draft = v;
+        } else if (!strcmp(a, "--tree")) {
+            NEED_VALUE();
+            cp.tree = v;
+        } else if (!strcmp(a, "--stats")) {
+            stats = true;
+        } else {
+            return cli_error(2, "generate: unknown flag '%s' (see arbor generate --help)", a);
+        }
+#undef NEED_VALUE
+    }
+    if (!model_path) return cli_error(2, "generate: -m MODEL.gguf is required");
+    if (!prompt && !prompt_file) return cli_error(2, "generate: -p PROMPT or -f FILE is required");
+    if (prompt && prompt_file) return cli_error(2, "generate: give -p or -f, not both");
+    char *file_text = NULL;
+    if (prompt_file) {
+        file_text = read_file(prompt_file);
+        if (!file_text) return cli_error(1, "cannot read prompt file %s", prompt_file);
+        prompt = file_text;
+    }
+    gp.stop = stops;
+    gp.n_stop = n_stops;
+
+    if (cp.tree && !draft) return cli_error(2, "generate: --tree needs a drafter (-md)");
+
+    int rc = 1;
+    arbor_model *model = NULL, *draft_model = NULL;
+    arbor_context *ctx = NULL;
+    if (arbor_model_load(model_path, arbor_model_default_params(), &model) != ARBOR_OK) {
+        cli_error(1, "%s", arbor_last_error());
+        goto done;
+    }
+    if (draft && !strcmp(draft, "lookup")) {
+        cp.draft_kind = ARBOR_DRAFT_LOOKUP;
+    } else if (draft && !strncmp(draft, "self:", 5)) {
+        int64_t m;
+        if (!cli_parse_i64("-md self:M", draft + 5, 1, 1 << 20, &m)) {
+            rc = 2;
+            goto done;
+        }
+        cp.draft_kind = ARBOR_DRAFT_SELF;
+        cp.draft_self_layers = (int32_t)m;
+    } else if (draft) {
+        arbor_model_params dp = arbor_model_default_params();
+        dp.resident = true; /* the drafter runs every step: keep it in memory */
+        if (arbor_model_load(draft, dp, &draft_model) != ARBOR_OK) {
+            cli_error(1, "%s", arbor_last_error());
+            goto done;
+        }
+        cp.draft_kind = ARBOR_DRAFT_MODEL;
+        cp.draft_model = draft_model;
+    }
+    if (arbor_context_create(model, cp, &ctx) != ARBOR_OK) {
+        cli_error(1, "%s", arbor_last_error());
+        goto done;
+    }
+    if (echo) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
+    arbor_status s = arbor_generate(ctx, prompt, &gp, on_token, NULL);
+    fflush(stdout);
+    arbor_stats st;
+    arbor_get_stats(ctx, &st);
+    if (s != ARBOR_OK) {
+        cli_error(1, "%s", arbor_last_error());
+        goto done;
+    }
+    if (st.stopped_by_context) fprintf(stderr, "arbor: context full: generation stopped\n");
+    fprintf(stderr, "\narbor: prompt %d tokens (%d reused) in %.1f ms; generated %d tokens in %.1f ms (%.2f tokens/s)\n",
+            st.n_prompt, st.n_prompt_reused, st.prompt_seconds * 1e3, st.n_generated,
+            st.generate_seconds * 1e3, st.tokens_per_second);
+    if (stats && st.n_verify > 0) {
+        fprintf(stderr, "arbor: verifications %lld, drafted %lld, accepted %lld (%.2f per verification), draft %.1f ms, verify %.1f ms\n",
+                (long long)st.n_verify, (long long)st.n_drafted, (long long)st.n_accepted,
+                st.mean_accepted, st.draft_seconds * 1e3, st.verify_seconds * 1e3);
+        for (int d = 0; d < ARBOR_MAX_DEPTH_STATS && st.drafted_at_depth[d]; d++)
+            fprintf(stderr, "arbor:   depth %2d: drafted %lld accepted %lld (%.1f%%)\n", d + 1,
+                    (long long)st.drafted_at_depth[d], (long long)st.accepted_at_depth[d],
+                    100.0 * (double)st.accepted_at_depth[d] / (double)st.drafted_at_depth[d]);
+    }
+    rc = 0;
+done:
+    arbor_context_free(ctx);
+    arbor_model_free(draft_model);
+    arbor_model_free(model);
+    free(file_text);
+    return rc;
+}

@@ -1,0 +1,25 @@
+/* matmul.h: y = W·x for a batch of n activation rows. Each activation row is rounded once to the
+ * weight format's activation type (as llama.cpp's CPU backend does), then every output element is
+ * one dot product by the format's dispatched kernel. Column j of the result depends only on W and
+ * row j of x, never on n or on how rows are split over threads: the batch-invariance that
+ * speculative verification relies on. */
+#ifndef ARBOR_MATMUL_H
+#define ARBOR_MATMUL_H
+
+#include "tensor.h"
+#include "threadpool.h"
+
+typedef struct ar_matmul_scratch ar_matmul_scratch;
+
+/* Room for max_rows activation rows of up to max_in values. */
+ar_status ar_matmul_scratch_create(int32_t max_rows, int64_t max_in, ar_matmul_scratch **out);
+void ar_matmul_scratch_free(ar_matmul_scratch *s);
+
+/* y[j][r] = W[r] · x[j] for j < n, r < W->ne[1]; x is [n][W->ne[0]], y is [n][W->ne[1]]. */
+void ar_matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x, int32_t n,
+               float *y);
+/* y[j][r] += W[r] · x[j] */
+void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
+                   int32_t n, float *y);
+
+#endif

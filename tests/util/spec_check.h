@@ -1,0 +1,23 @@
+/* spec_check.h: runs greedy (or seeded sampled) generation through the public API, plain and
+ * speculative, and compares the token streams. Shared by the CI and the `full` test sets. */
+#ifndef ARBOR_TEST_SPEC_CHECK_H
+#define ARBOR_TEST_SPEC_CHECK_H
+
+#include "arbor.h"
+
+typedef struct spec_run {
+    arbor_token tokens[512];
+    int n;
+    arbor_stats stats;
+} spec_run;
+
+/* Generates n tokens after `prompt` with verifier `target` (a fixture model file name) and the
+ * drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model file name) in tree mode
+ * `tree`. Asserts success. */
+void spec_generate(const char *target, const char *draft, const char *tree, const char *prompt,
+                   int n, float temp, uint64_t seed, spec_run *out);
+/* Asserts speculative greedy output == plain greedy output for each tree mode. */
+void spec_check_pair(const char *target, const char *draft, const char *const *trees, int n_trees,
+                     int n_tokens);
+
+#endif
