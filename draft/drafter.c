@@ -27,7 +27,26 @@ struct ar_drafter {
     ar_tree_cand *cands;
     int32_t *frontier, *next_frontier;
     const float **row_logits; /* [AR_BATCH_INVARIANT] logits row of each evaluated node */
+    double sync_seconds;      /* of the last draft */
 };
+
+double ar_drafter_last_sync_seconds(const ar_drafter *d) { return d->sync_seconds; }
+
+ar_status ar_drafter_time_batch(ar_drafter *d, int32_t n, double *seconds) {
+    *seconds = 0.0;
+    if (d->kind != AR_DRAFTER_MODEL) return AR_OK;
+    if (n > d->max_batch || d->kv->n_committed + n > d->kv->cap)
+        return ar_fail(AR_ERR_INVALID_ARG, "drafter calibration: no room for %d rows", n);
+    for (int32_t i = 0; i < n; i++) d->tree_tokens[i] = ar_vocab_bos(d->m->vocab) >= 0 ? ar_vocab_bos(d->m->vocab) : 0;
+    ar_batch b = {.n = n, .tokens = d->tree_tokens, .skip_logits = false};
+    memset(d->want, 0, (size_t)n);
+    d->want[n - 1] = 1;
+    b.logits = d->want;
+    double t0 = ar_now();
+    ar_status s = ar_model_eval(d->m, d->kv, d->ws, d->pool, &b, d->logits);
+    *seconds = ar_now() - t0;
+    return s;
+}
 
 ar_drafter_kind ar_drafter_kind_of(const ar_drafter *d) { return d->kind; }
 
@@ -104,6 +123,7 @@ void ar_drafter_reset(ar_drafter *d) {
 static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
                                     const float **root_logits) {
     ar_kv *kv = d->kv;
+    double t0 = ar_now();
     int32_t n = req->n_committed, keep = 0;
     while (keep < kv->n_committed && keep < n && d->tokens[keep] == req->tokens[keep]) keep++;
     ar_kv_truncate(kv, keep);
@@ -117,10 +137,13 @@ static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
         ar_kv_commit_all(kv, rows);
     }
     int32_t rows = n - kv->n_committed + 1;
+    double t1 = ar_now();
     memset(d->want, 0, (size_t)rows);
     d->want[rows - 1] = 1;
     ar_batch b = {.n = rows, .tokens = req->tokens + kv->n_committed, .logits = d->want};
     if ((s = ar_model_eval(d->m, kv, d->ws, d->pool, &b, d->logits)) != AR_OK) return s;
+    /* catching up: the earlier chunks, and the final batch's share beyond the root's row */
+    d->sync_seconds = (t1 - t0) + (ar_now() - t1) * (double)(rows - 1) / (double)rows;
     memcpy(d->tokens + kv->n_committed, b.tokens, (size_t)(rows - 1) * sizeof(int32_t));
     ar_kv_commit_all(kv, rows - 1); /* the root stays uncommitted: tree node 0 */
     *root_logits = d->logits;
@@ -218,11 +241,17 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
             if (added < 0) return AR_ERR_INTERNAL;
             n_frontier = 0;
             for (int32_t i = first_new; i < tree->n; i++) d->frontier[n_frontier++] = i;
-            /* stop expanding once the best new path is unlikely to be accepted */
+            /* a node's value: the estimated probability that the verifier accepts its path */
             float best = 0.0f;
-            for (int32_t i = first_new; i < tree->n; i++)
-                best = fmaxf(best, tree->nodes[i].p_path);
-            if (best < 0.02f) break;
+            for (int32_t i = first_new; i < tree->n; i++) {
+                ar_tree_node *nd = &tree->nodes[i];
+                float a = req->accept_table ? req->accept_table[ar_accept_bin(nd->p_draft)]
+                                            : nd->p_draft;
+                nd->value = tree->nodes[nd->parent].value * a;
+                best = fmaxf(best, nd->value);
+            }
+            /* stop expanding once the best new path is unlikely to be accepted */
+            if (best < (req->stop_below > 0.0f ? req->stop_below : 0.02f)) break;
         } else {
             if (level >= spec->n_levels) break;
             int32_t first_new = tree->n;
@@ -276,9 +305,19 @@ static ar_status draft_lookup(ar_drafter *d, const ar_draft_request *req, ar_tre
 ar_status ar_drafter_draft(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,
                            const ar_dist **q) {
     ar_tree_reset(tree, req->tokens[req->n_committed]);
+    tree->nodes[0].value = 1.0f;
     for (int32_t i = 0; i < tree->cap; i++) q[i] = NULL;
     if (d->kind == AR_DRAFTER_LOOKUP) return draft_lookup(d, req, tree);
     return draft_model(d, req, tree, q);
+}
+
+void ar_drafter_remap(ar_drafter *d, const int32_t *old_to_new, int32_t n_old) {
+    if (d->kind != AR_DRAFTER_MODEL) return;
+    int32_t rows[AR_BATCH_INVARIANT], k = 0;
+    for (int32_t i = 0; i < n_old && i < d->n_evaluated; i++)
+        if (old_to_new[i] >= 0) rows[k++] = i; /* survivors keep their order: new index == k */
+    ar_kv_compact(d->kv, rows, k);
+    d->n_evaluated = k;
 }
 
 void ar_drafter_accept(ar_drafter *d, const ar_tree *tree, const int32_t *path, int32_t n_path) {

@@ -55,7 +55,19 @@ typedef struct ar_draft_request {
     bool sample;            /* children drawn from q (sampled trees) instead of top-k */
     const ar_sampler_params *sampling; /* transforms giving the drafter's q when sampling */
     ar_rng *rng;
+    /* dynamic trees: the estimated probability that the verifier accepts a node given the
+     * drafter's probability p_draft, as a table over AR_ACCEPT_BINS equal bins of p_draft
+     * (NULL: p_draft itself). A node's value is the product along its path; growth stops when
+     * no new node's value reaches stop_below (0: the default of 0.02). */
+    const float *accept_table;
+    float stop_below;
 } ar_draft_request;
+
+#define AR_ACCEPT_BINS 10
+static inline int ar_accept_bin(float p) {
+    int b = (int)(p * AR_ACCEPT_BINS);
+    return b < 0 ? 0 : b >= AR_ACCEPT_BINS ? AR_ACCEPT_BINS - 1 : b;
+}
 
 /* Grows `tree` (reset to the root by the drafter). For sampled trees, q[i] receives the
  * drafter's distribution at node i when node i's children were sampled from it, else NULL
@@ -65,6 +77,15 @@ ar_status ar_drafter_draft(ar_drafter *d, const ar_draft_request *req, ar_tree *
 /* The verifier accepted path[0..n_path) (node indices, root first): the drafter keeps what it
  * computed for those nodes. */
 void ar_drafter_accept(ar_drafter *d, const ar_tree *tree, const int32_t *path, int32_t n_path);
+/* The tree was pruned (tokentree's ar_tree_prune_to): old_to_new maps each of n_old old node
+ * indices to its new index or -1. The drafter moves what it computed for surviving nodes. */
+void ar_drafter_remap(ar_drafter *d, const int32_t *old_to_new, int32_t n_old);
+/* Seconds the last ar_drafter_draft spent catching up with the committed context (evaluating
+ * tokens it had not seen), as opposed to drafting. */
+double ar_drafter_last_sync_seconds(const ar_drafter *d);
+/* Times one drafter batch of n rows past its committed context (cost calibration); 0 for
+ * drafters without a model. */
+ar_status ar_drafter_time_batch(ar_drafter *d, int32_t n, double *seconds);
 /* Forget cached state (a new prompt that shares nothing). */
 void ar_drafter_reset(ar_drafter *d);
 

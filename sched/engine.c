@@ -1,6 +1,7 @@
 /* engine.c: prompt prefill with prefix reuse, and the plain decoding step. */
 #include "engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@ ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **ou
     if (!e) return ar_fail(AR_ERR_NOMEM, "engine: out of memory");
     e->model = m;
     e->params = p;
+    e->ws_rows = max_batch;
     e->n_vocab = m->hp.n_vocab;
     ar_status s;
     if ((s = ar_kv_create(m, p.n_ctx, 0, p.kv_type, &e->kv)) != AR_OK) goto fail;
@@ -95,6 +97,7 @@ ar_status ar_engine_prefill(ar_engine *e, const int32_t *prompt, int32_t n, int3
     memcpy(e->tokens, prompt, (size_t)n * sizeof(int32_t));
     e->n_tokens = n;
     e->has_pending = true;
+    if (e->spec) e->spec->warm = false; /* the drafter's catch-up is not a step's cost */
     return AR_OK;
 }
 
@@ -111,6 +114,7 @@ static int32_t sample(ar_engine *e, const float *logits) {
 }
 
 static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out);
+static ar_status plain_step(ar_engine *e, int32_t *out, int32_t *n_out);
 
 ar_status ar_engine_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out) {
     *n_out = 0;
@@ -118,7 +122,20 @@ ar_status ar_engine_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out
     if (cap < 1) return ar_fail(AR_ERR_INVALID_ARG, "engine: no room for output");
     if (e->kv->n_committed + 1 > e->kv->cap)
         return ar_fail(AR_ERR_CONTEXT_FULL, "context full (%d tokens)", e->kv->cap);
+    e->n_steps++;
     if (e->spec) return spec_step(e, out, cap, n_out);
+    if (!e->trace) return plain_step(e, out, n_out);
+    ar_step_trace tr = {.step = e->n_steps, .n_committed = e->kv->n_committed, .verified = 1,
+                        .reason = "plain"};
+    double t0 = ar_now();
+    ar_status s = plain_step(e, out, n_out);
+    tr.verify_seconds = ar_now() - t0;
+    e->trace(e->trace_user, &tr);
+    return s;
+}
+
+/* Evaluates the pending token alone and samples the next one. */
+static ar_status plain_step(ar_engine *e, int32_t *out, int32_t *n_out) {
     int32_t pending = e->tokens[e->n_tokens - 1];
     ar_batch b = {.n = 1, .tokens = &pending, .parent = NULL, .logits = NULL};
     ar_status s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits);
@@ -148,15 +165,11 @@ static void spec_free(ar_spec *sp) {
     free(sp->target);
     free(sp->tree_tokens);
     free(sp->history);
+    free(sp->remap);
     free(sp);
 }
 
 ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec *spec) {
-    if (spec->mode == AR_TREE_ADAPTIVE) {
-        ar_drafter_free(d);
-        return ar_fail(AR_ERR_UNSUPPORTED, "tree 'adaptive' needs the scheduler, which is not "
-                                           "implemented yet: use chain:K, static:... or dynamic:N");
-    }
     ar_spec *sp = calloc(1, sizeof *sp);
     if (!sp) {
         ar_drafter_free(d);
@@ -164,8 +177,14 @@ ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec 
     }
     sp->drafter = d;
     sp->spec = *spec;
+    sp->adaptive = spec->mode == AR_TREE_ADAPTIVE;
+    if (sp->adaptive) {
+        ar_sched_init(&sp->sched);
+        sp->spec.mode = AR_TREE_DYNAMIC;
+        sp->spec.budget = AR_BATCH_INVARIANT - 1;
+    }
     const int32_t cap = AR_BATCH_INVARIANT;
-    ar_status s = ar_tree_init(&sp->tree, AR_MIN(cap, spec->budget + 1));
+    ar_status s = ar_tree_init(&sp->tree, AR_MIN(cap, sp->spec.budget + 1));
     if (s == AR_OK) s = ar_accept_work_init(&sp->aw, e->n_vocab);
     sp->q = calloc(cap, sizeof *sp->q);
     sp->pp = calloc(cap, sizeof *sp->pp);
@@ -174,8 +193,9 @@ ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec 
     sp->target = calloc(cap, sizeof(int32_t));
     sp->tree_tokens = calloc(cap, sizeof(int32_t));
     sp->history = calloc((size_t)e->kv->cap + cap + 1, sizeof(int32_t));
+    sp->remap = calloc(cap, sizeof(int32_t));
     if (s == AR_OK && (!sp->q || !sp->pp || !sp->p || !sp->path || !sp->target ||
-                       !sp->tree_tokens || !sp->history))
+                       !sp->tree_tokens || !sp->history || !sp->remap))
         s = ar_fail(AR_ERR_NOMEM, "out of memory");
     if (s != AR_OK) {
         spec_free(sp);
@@ -203,21 +223,99 @@ static ar_status node_dist(ar_engine *e, int32_t i, const float *logits, ar_dist
     return ar_sampler_dist(spp, logits, e->n_vocab, sp->history + n_hist - last_n, last_n, out);
 }
 
+static void emit_trace(ar_engine *e, const ar_step_trace *t) {
+    if (e->trace) e->trace(e->trace_user, t);
+}
+
+/* Times verifier and drafter batches of 1, 2, 4, ..., 64 rows in the cells past the committed
+ * context (nothing is committed). */
+static ar_status calibrate(ar_engine *e) {
+    ar_spec *sp = e->spec;
+    ar_cost_table *t = &sp->sched.costs;
+    int32_t room = e->kv->cap - e->kv->n_committed;
+    int32_t bos = ar_vocab_bos(e->model->vocab) >= 0 ? ar_vocab_bos(e->model->vocab) : 0;
+    for (int32_t i = 0; i < AR_BATCH_INVARIANT; i++) sp->tree_tokens[i] = bos;
+    for (int i = 0; i < AR_COST_SIZES; i++) {
+        int32_t n = 1 << i;
+        if (n > room || n > e->ws_rows) { /* extrapolate linearly from the last size */
+            t->verify[i] = t->verify[i - 1] * 2.0;
+            t->draft[i] = t->draft[i - 1] * 2.0;
+            continue;
+        }
+        ar_batch b = {.n = n, .tokens = sp->tree_tokens, .skip_logits = false};
+        double best = 1e30;
+        for (int rep = 0; rep < (n <= 8 ? 2 : 1); rep++) {
+            double t0 = ar_now();
+            ar_status s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits);
+            if (s != AR_OK) return s;
+            best = fmin(best, ar_now() - t0);
+        }
+        t->verify[i] = best;
+        double ds = 0.0;
+        ar_status s = ar_drafter_time_batch(sp->drafter, n, &ds);
+        if (s != AR_OK) ds = i ? t->draft[i - 1] * 2.0 : 0.0;
+        t->draft[i] = ds;
+    }
+    t->valid = true;
+    return AR_OK;
+}
+
+ar_status ar_engine_load_costs(ar_engine *e, const char *path) {
+    if (!e->spec || !e->spec->adaptive)
+        return ar_fail(AR_ERR_INVALID_ARG, "a cost table needs the adaptive tree mode");
+    return ar_sched_load_costs(&e->spec->sched, path);
+}
+
+ar_status ar_engine_save_costs(ar_engine *e, const char *path) {
+    if (!e->spec || !e->spec->adaptive)
+        return ar_fail(AR_ERR_INVALID_ARG, "a cost table needs the adaptive tree mode");
+    if (!e->spec->sched.costs.valid) {
+        ar_status s = calibrate(e);
+        if (s != AR_OK) return s;
+    }
+    return ar_sched_save_costs(&e->spec->sched, path);
+}
+
+static ar_status plain_step(ar_engine *e, int32_t *out, int32_t *n_out);
+
 static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out) {
     ar_spec *sp = e->spec;
     ar_tree *tree = &sp->tree;
     const int32_t base = e->kv->n_committed;
     const bool greedy = e->sampling.temp <= 0.0f && e->sampling.repeat_penalty == 1.0f;
+    ar_step_trace tr = {.step = e->n_steps, .n_committed = base};
     ar_status s;
+
+    if (sp->adaptive) {
+        if (!sp->sched.costs.valid && (s = calibrate(e)) != AR_OK) return s;
+        if (!ar_sched_want_speculation(&sp->sched)) {
+            double t0 = ar_now();
+            if ((s = plain_step(e, out, n_out)) != AR_OK) return s;
+            double dt = ar_now() - t0;
+            ar_sched_update_plain(&sp->sched, dt);
+            tr.verified = 1;
+            tr.verify_seconds = dt;
+            tr.threshold = sp->sched.threshold;
+            tr.reason = "plain: speculation measured slower, backing off";
+            emit_trace(e, &tr);
+            return AR_OK;
+        }
+    }
 
     /* draft */
     double t0 = ar_now();
     ar_draft_request req = {.tokens = e->tokens,
                             .n_committed = base,
                             .spec = sp->spec,
-                            .sample = !greedy && e->sampling.temp > 0.0f,
+                            .sample = !greedy && e->sampling.temp > 0.0f && !sp->adaptive &&
+                                      sp->spec.mode != AR_TREE_DYNAMIC,
                             .sampling = &e->sampling,
                             .rng = &sp->draft_rng};
+    if (sp->adaptive) {
+        req.spec.mode = AR_TREE_DYNAMIC;
+        req.accept_table = sp->sched.accept_table;
+        req.stop_below = sp->sched.threshold;
+    }
     /* a tree never outgrows the context: shrink the budget near the end */
     int32_t room = e->kv->cap - base;
     int32_t saved_cap = tree->cap;
@@ -225,6 +323,22 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     s = ar_drafter_draft(sp->drafter, &req, tree, sp->q);
     tree->cap = saved_cap;
     if (s != AR_OK) return s;
+    double sync = ar_drafter_last_sync_seconds(sp->drafter);
+    tr.drafted = tree->n - 1;
+    tr.reason = sp->adaptive ? "speculate" : "fixed tree";
+    if (sp->adaptive) { /* keep the nodes worth verifying */
+        double t_draft = ar_now() - t0 - sync;
+        ar_sched_observe_draft(&sp->sched, tree->n, t_draft);
+        int32_t k = ar_sched_choose_size(&sp->sched, tree, t_draft, &tr.expected);
+        if (k + 1 < tree->n) {
+            /* prune by the calibrated path value (monotone along paths, like p_path) */
+            for (int32_t i = 0; i < tree->n; i++) tree->nodes[i].p_path = tree->nodes[i].value;
+            int32_t n_old = tree->n;
+            ar_tree_prune_to(tree, k + 1, sp->remap);
+            ar_drafter_remap(sp->drafter, sp->remap, n_old);
+            tr.reason = k == 0 ? "speculate: no draft node worth verifying" : "speculate: pruned";
+        }
+    }
     double t1 = ar_now();
     int32_t n = tree->n;
     for (int32_t i = 1; i < n; i++) {
@@ -237,6 +351,7 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     for (int32_t i = 0; i < n; i++) sp->tree_tokens[i] = tree->nodes[i].token;
     ar_batch b = {.n = n, .tokens = sp->tree_tokens, .parent = ar_tree_parents(tree)};
     if ((s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits)) != AR_OK) return s;
+    double t_eval = ar_now() - t1;
 
     /* accept */
     ar_accept_result res;
@@ -258,6 +373,10 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
         s = ar_accept_sampled(tree, sp->pp, sp->q, &e->rng, &sp->aw, sp->path, &res);
     }
     if (s != AR_OK) return s;
+    if (sp->adaptive) /* before truncation: the model learns from the whole verification */
+        ar_sched_update(&sp->sched, tree, sp->path, res.n_path,
+                        sp->warm ? (ar_now() - t0 - sync) : 0.0, res.n_path);
+    sp->warm = true;
     /* never emit more than asked: a shorter accepted path is still exact, with the next path
      * token (accepted, hence distributed as the verifier's choice) as the bonus */
     if (res.n_path > cap) {
@@ -285,5 +404,13 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     double t2 = ar_now();
     e->stats.draft_seconds += t1 - t0;
     e->stats.verify_seconds += t2 - t1;
+    if (sp->adaptive) ar_sched_observe_verify(&sp->sched, n, t_eval);
+    tr.verified = n;
+    tr.depth = tree->max_depth;
+    tr.accepted = res.n_path - 1;
+    tr.draft_seconds = t1 - t0;
+    tr.verify_seconds = t2 - t1;
+    tr.threshold = sp->adaptive ? sp->sched.threshold : 0.0f;
+    emit_trace(e, &tr);
     return AR_OK;
 }

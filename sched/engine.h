@@ -8,6 +8,7 @@
 
 #include "draft/drafter.h"
 #include "src/model.h"
+#include "sched/scheduler.h"
 #include "src/sampling.h"
 #include "verify/accept.h"
 
@@ -33,9 +34,27 @@ typedef struct ar_spec {
     ar_dist *p;          /* [tree cap] verifier distributions (sampled acceptance) */
     const ar_dist **pp;  /* pointers to p */
     ar_accept_work aw;
-    int32_t *path, *target, *tree_tokens, *history;
+    int32_t *path, *target, *tree_tokens, *history, *remap;
     ar_rng draft_rng;
+    bool adaptive;       /* the scheduler chooses tree sizes and when to speculate */
+    ar_sched sched;
+    bool warm;           /* a speculative step has run since the last prefill */
 } ar_spec;
+
+/* What one decoding step did (for --trace). */
+typedef struct ar_step_trace {
+    int64_t step;
+    int32_t n_committed;  /* context length before the step */
+    int32_t drafted;      /* draft nodes grown (root excluded) */
+    int32_t verified;     /* tree nodes the verifier evaluated (1 = plain step) */
+    int32_t depth;        /* depth of the verified tree */
+    int32_t accepted;     /* draft tokens accepted */
+    double draft_seconds, verify_seconds;
+    float threshold;      /* the scheduler's drafting threshold after the step */
+    float expected;       /* tokens the scheduler expected from the verified tree */
+    const char *reason;
+} ar_step_trace;
+typedef void (*ar_trace_fn)(void *user, const ar_step_trace *t);
 
 typedef struct ar_engine {
     const ar_model *model;
@@ -47,12 +66,16 @@ typedef struct ar_engine {
     int32_t *tokens;   /* [n_ctx + 1]: committed tokens, then the pending one */
     int32_t n_tokens;  /* committed + pending */
     bool has_pending;
-    float *logits;     /* [max_batch][n_vocab] */
+    float *logits;     /* [ws_rows][n_vocab] */
+    int32_t ws_rows;   /* rows the workspace evaluates in one call */
     ar_sampler_params sampling;
     ar_rng rng;
     ar_dist dist;
     ar_engine_stats stats;
     ar_spec *spec;     /* NULL: plain decoding */
+    ar_trace_fn trace;
+    void *trace_user;
+    int64_t n_steps;
 } ar_engine;
 
 ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **out);
@@ -68,6 +91,11 @@ ar_status ar_engine_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out
 /* Switches to speculative decoding with drafter `d` (the engine owns it from now on, also on
  * failure) and tree shape `spec`. */
 ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec *spec);
+/* Adaptive mode: use a fixed cost table from `path` (no calibration, no online updates), so a
+ * seed reproduces sampled output. */
+ar_status ar_engine_load_costs(ar_engine *e, const char *path);
+/* Adaptive mode: calibrate now if needed and write the cost table to `path`. */
+ar_status ar_engine_save_costs(ar_engine *e, const char *path);
 /* Forgets all cached tokens. */
 void ar_engine_reset(ar_engine *e);
 

@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "quants.h"
+
 struct ar_matmul_scratch {
     int32_t max_rows;
     int64_t max_in;
@@ -61,7 +63,6 @@ static void mm_worker(void *arg, int ith, int nth) {
 static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
                    int32_t n, float *y, bool add) {
     const ar_type_traits *wt = ar_type_get(W->type);
-    const ar_type_traits *at = ar_type_get(wt->vec_dot_type);
     const int64_t n_in = W->ne[0];
     mm_job j = {.W = W, .n = n, .y = y, .add = add, .dot = wt->vec_dot_fast};
     if (wt->vec_dot_type == AR_TYPE_F32) {
@@ -69,8 +70,10 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
         j.xq_stride = (size_t)n_in * sizeof(float);
     } else {
         j.xq_stride = ar_row_size(wt->vec_dot_type, n_in);
+        /* activation rounding (not the weight quantizer: ggml rounds Q8_0 ties differently) */
         for (int32_t c = 0; c < n; c++)
-            at->from_float(x + (size_t)c * n_in, s->xq + (size_t)c * j.xq_stride, n_in);
+            ar_quantize_row(wt->vec_dot_type, x + (size_t)c * n_in, s->xq + (size_t)c * j.xq_stride,
+                            n_in);
         j.xq = s->xq;
     }
     ar_pool_run_or_inline(pool, mm_worker, &j);

@@ -344,12 +344,17 @@ void ar_kv_truncate(ar_kv *kv, int32_t n) {
 }
 
 void ar_kv_commit(ar_kv *kv, const int32_t *rows, int32_t k) {
+    ar_kv_compact(kv, rows, k);
+    kv->n_committed += k;
+}
+
+void ar_kv_compact(ar_kv *kv, const int32_t *rows, int32_t k) {
     int32_t base = kv->n_committed;
     for (int32_t j = 0; j < k; j++) {
         int32_t from = base + rows[j], to = base + j;
         if (from == to) continue;
-        /* rows form a root-to-node path in a topologically ordered batch, so rows[j] >= j:
-         * moving in increasing j never overwrites a row still to be moved */
+        /* rows increase (a root-to-node path, or the survivors of a pruned tree), so
+         * rows[j] >= j: moving in increasing j never overwrites a row still to be moved */
         for (int32_t l = 0; l < kv->n_layer; l++) {
             memcpy(kv->k[l] + (size_t)to * kv->cell_bytes, kv->k[l] + (size_t)from * kv->cell_bytes,
                    kv->cell_bytes);
@@ -357,5 +362,4 @@ void ar_kv_commit(ar_kv *kv, const int32_t *rows, int32_t k) {
                    kv->cell_bytes);
         }
     }
-    kv->n_committed = base + k;
 }

@@ -102,6 +102,9 @@ void ar_kv_truncate(ar_kv *kv, int32_t n);
  * rows[0..k-1] (a root-to-node path, so row j sits at depth j) by moving their entries to cells
  * n_committed .. n_committed + k - 1, and commits them. */
 void ar_kv_commit(ar_kv *kv, const int32_t *rows, int32_t k);
+/* Moves the entries of batch rows rows[0..k-1] (increasing, rows[j] >= j) to rows 0..k-1
+ * without committing them (a pruned tree keeps its surviving nodes' entries). */
+void ar_kv_compact(ar_kv *kv, const int32_t *rows, int32_t k);
 /* Commits the first n rows of a causal batch as they are. */
 static inline void ar_kv_commit_all(ar_kv *kv, int32_t n) { kv->n_committed += n; }
 

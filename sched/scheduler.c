@@ -1,0 +1,187 @@
+/* scheduler.c: cost model, acceptance model and the step decisions of the adaptive scheduler. */
+#include "scheduler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define EMA 0.2          /* weight of a new observation in the running estimates */
+#define BACKOFF_MIN 8
+#define BACKOFF_MAX 256
+#define THRESHOLD_MIN 0.002f
+#define THRESHOLD_MAX 0.5f
+
+void ar_sched_init(ar_sched *s) {
+    memset(s, 0, sizeof *s);
+    /* prior: acceptance equals the drafter's confidence, worth one observation per bin */
+    for (int b = 0; b < AR_ACCEPT_BINS; b++) {
+        s->prop[b] = 1.0;
+        s->acc[b] = (b + 0.5) / AR_ACCEPT_BINS;
+        s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
+    }
+    s->threshold = 0.05f;
+    s->backoff = BACKOFF_MIN;
+}
+
+static int size_index(int32_t n) {
+    int i = 0;
+    while (i + 1 < AR_COST_SIZES && (1 << (i + 1)) <= n) i++;
+    return i;
+}
+
+/* linear interpolation in n between the measured powers of two */
+static double interp(const double *t, int32_t n) {
+    if (n <= 1) return t[0];
+    int i = size_index(n);
+    if (i + 1 >= AR_COST_SIZES) return t[AR_COST_SIZES - 1] * n / (double)(1 << i);
+    double lo = 1 << i, hi = 1 << (i + 1);
+    return t[i] + (t[i + 1] - t[i]) * ((double)n - lo) / (hi - lo);
+}
+
+double ar_sched_verify_cost(const ar_sched *s, int32_t n) { return interp(s->costs.verify, n); }
+double ar_sched_draft_cost(const ar_sched *s, int32_t n) { return interp(s->costs.draft, n); }
+
+static void observe(double *t, int32_t n, double seconds) {
+    int i = size_index(n);
+    /* scale the observation to the bucket's size before blending it in */
+    double at = interp(t, n);
+    double ratio = at > 0 ? seconds / at : 1.0;
+    t[i] = (1.0 - EMA) * t[i] + EMA * t[i] * ratio;
+}
+
+void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds) {
+    if (!s->fixed_costs && s->costs.valid) observe(s->costs.verify, n, seconds);
+}
+void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds) {
+    if (!s->fixed_costs && s->costs.valid && n > 0) observe(s->costs.draft, n, seconds);
+}
+
+bool ar_sched_want_speculation(ar_sched *s) {
+    s->step++;
+    if (s->plain_left > 0) {
+        s->plain_left--;
+        return false;
+    }
+    return true;
+}
+
+typedef struct value_idx {
+    float v;
+    int32_t i;
+} value_idx;
+
+static int by_value_desc(const void *a, const void *b) {
+    const value_idx *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i - y->i;
+}
+
+int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draft_seconds,
+                             float *expected_tokens) {
+    int32_t n = tree->n - 1;
+    value_idx v[AR_BATCH_INVARIANT];
+    for (int32_t i = 0; i < n && i < AR_BATCH_INVARIANT; i++)
+        v[i] = (value_idx){tree->nodes[i + 1].value, i + 1};
+    qsort(v, (size_t)n, sizeof v[0], by_value_desc);
+    double sum = 1.0, best_rate = 1.0 / (draft_seconds + ar_sched_verify_cost(s, 1));
+    int32_t best_k = 0;
+    double best_sum = 1.0;
+    for (int32_t k = 1; k <= n; k++) {
+        sum += v[k - 1].v;
+        double rate = sum / (draft_seconds + ar_sched_verify_cost(s, k + 1));
+        if (rate > best_rate) {
+            best_rate = rate;
+            best_k = k;
+            best_sum = sum;
+        }
+    }
+    if (expected_tokens) *expected_tokens = (float)best_sum;
+    return best_k;
+}
+
+void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int32_t n_path,
+                     double seconds, int32_t tokens) {
+    /* acceptance model: every child of an accepted node was a fair trial */
+    for (int32_t j = 0; j < n_path; j++) {
+        int32_t u = path[j];
+        for (int32_t c = tree->nodes[u].first_child; c >= 0; c = tree->nodes[c].next_sibling) {
+            int b = ar_accept_bin(tree->nodes[c].p_draft);
+            s->prop[b] += 1.0;
+            if (j + 1 < n_path && path[j + 1] == c) s->acc[b] += 1.0;
+        }
+    }
+    for (int b = 0; b < AR_ACCEPT_BINS; b++) s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
+    /* threshold: the drafter went as deep as it was right: draft deeper next time; it was
+     * wrong early: hand over to the verifier sooner */
+    int32_t accepted = n_path - 1, depth = tree->max_depth;
+    if (depth > 0) {
+        if (accepted >= depth) s->threshold *= 0.7f;
+        else if (2 * accepted < depth) s->threshold *= 1.3f;
+        s->threshold = fminf(THRESHOLD_MAX, fmaxf(THRESHOLD_MIN, s->threshold));
+    }
+    /* fallback: compare this step's rate with plain decoding's (seconds <= 0: not measured) */
+    if (seconds <= 0) return;
+    double rate = tokens / seconds;
+    s->spec_rate = s->spec_rate > 0 ? (1.0 - EMA) * s->spec_rate + EMA * rate : rate;
+    double plain_rate = 1.0 / ar_sched_verify_cost(s, 1);
+    if (s->spec_rate < plain_rate) {
+        s->plain_left = s->backoff;
+        s->backoff = s->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : s->backoff * 2;
+        s->spec_rate = 0; /* the next probe starts fresh */
+    } else {
+        s->backoff = BACKOFF_MIN;
+    }
+}
+
+void ar_sched_update_plain(ar_sched *s, double seconds) { ar_sched_observe_verify(s, 1, seconds); }
+
+ar_status ar_sched_load_costs(ar_sched *s, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return ar_fail(AR_ERR_IO, "%s: cannot open cost table", path);
+    ar_cost_table t = {0};
+    bool seen_v[AR_COST_SIZES] = {0}, seen_d[AR_COST_SIZES] = {0};
+    char line[256];
+    int lineno = 0;
+    ar_status st = AR_OK;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (line[0] == '#' || line[0] == '\n') continue;
+        char kind[16];
+        int n;
+        double sec;
+        if (sscanf(line, "%15s %d %lf", kind, &n, &sec) != 3 || n < 1 || n > 64 ||
+            (n & (n - 1)) || !(sec > 0 && sec < 1e6)) {
+            st = ar_fail(AR_ERR_FORMAT,
+                         "%s:%d: expected 'verify|draft N SECONDS' with N a power of two <= 64",
+                         path, lineno);
+            break;
+        }
+        int i = size_index(n);
+        if (!strcmp(kind, "verify")) t.verify[i] = sec, seen_v[i] = true;
+        else if (!strcmp(kind, "draft")) t.draft[i] = sec, seen_d[i] = true;
+        else {
+            st = ar_fail(AR_ERR_FORMAT, "%s:%d: unknown entry '%s'", path, lineno, kind);
+            break;
+        }
+    }
+    fclose(f);
+    if (st != AR_OK) return st;
+    for (int i = 0; i < AR_COST_SIZES; i++)
+        if (!seen_v[i] || !seen_d[i])
+            return ar_fail(AR_ERR_FORMAT, "%s: missing verify or draft entry for n = %d", path,
+                           1 << i);
+    t.valid = true;
+    s->costs = t;
+    s->fixed_costs = true;
+    return AR_OK;
+}
+
+ar_status ar_sched_save_costs(const ar_sched *s, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return ar_fail(AR_ERR_IO, "%s: cannot write cost table", path);
+    fprintf(f, "# arbor scheduler cost table: seconds per batch of N rows\n");
+    for (int i = 0; i < AR_COST_SIZES; i++) fprintf(f, "verify %d %.9g\n", 1 << i, s->costs.verify[i]);
+    for (int i = 0; i < AR_COST_SIZES; i++) fprintf(f, "draft %d %.9g\n", 1 << i, s->costs.draft[i]);
+    if (fclose(f) != 0) return ar_fail(AR_ERR_IO, "%s: write failed", path);
+    return AR_OK;
+}

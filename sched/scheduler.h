@@ -1,0 +1,67 @@
+/* scheduler.h: the adaptive scheduler. Each step it decides whether to speculate and how big a
+ * tree to verify, from a cost model (the verifier's time for a batch of n rows, the drafter's
+ * time per tree level, measured on this machine at the first speculative step and kept up to
+ * date online) and an acceptance model (how often the verifier accepts a draft token, by the
+ * drafter's confidence in it, as running counts).
+ *   - drafting stops when the best open path's estimated acceptance falls below a threshold
+ *     that adapts to how past verifications went (LLMCad's self-adaptive fallback);
+ *   - the drafted tree is cut to the n nodes that maximise expected tokens per second,
+ *     (1 + sum of node values) / (draft time + verify time(n + 1));
+ *   - when speculation is measured to be slower than plain decoding, the scheduler decodes
+ *     plainly and probes speculation again after a back-off that doubles while it keeps losing.
+ * Given the same cost table (fixed with ar_sched_load_costs) and the same acceptance history,
+ * its choices are deterministic. */
+#ifndef ARBOR_SCHEDULER_H
+#define ARBOR_SCHEDULER_H
+
+#include "draft/drafter.h"
+#include "tokentree/tokentree.h"
+
+#define AR_COST_SIZES 7 /* batch sizes 1, 2, 4, ..., 64 */
+
+typedef struct ar_cost_table {
+    double verify[AR_COST_SIZES]; /* seconds for a verifier batch of 2^i rows */
+    double draft[AR_COST_SIZES];  /* seconds for a drafter batch of 2^i rows */
+    bool valid;
+} ar_cost_table;
+
+typedef struct ar_sched {
+    ar_cost_table costs;
+    bool fixed_costs;           /* loaded from a file: no calibration, no online updates */
+    double acc[AR_ACCEPT_BINS]; /* accepted draft tokens whose parent was accepted, by bin */
+    double prop[AR_ACCEPT_BINS];/* proposed draft tokens whose parent was accepted, by bin */
+    float accept_table[AR_ACCEPT_BINS];
+    float threshold;            /* stop drafting below this path value */
+    double spec_rate;           /* running tokens/s of speculative steps (0: none yet) */
+    int32_t plain_left;         /* plain steps before the next speculation probe */
+    int32_t backoff;
+    int64_t step;
+} ar_sched;
+
+void ar_sched_init(ar_sched *s);
+/* Interpolated seconds for a verifier / drafter batch of n rows. */
+double ar_sched_verify_cost(const ar_sched *s, int32_t n);
+double ar_sched_draft_cost(const ar_sched *s, int32_t n);
+/* Records a measured batch time (online update; ignored with fixed costs). */
+void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds);
+void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds);
+
+/* Should this step speculate? Counts down the back-off of plain steps. */
+bool ar_sched_want_speculation(ar_sched *s);
+/* The number of draft nodes (root excluded) worth verifying: the k maximising
+ * (1 + sum of the k best node values) / (draft_seconds + verify_cost(k + 1)). Node values must
+ * be set (tree->nodes[i].value). */
+int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draft_seconds,
+                             float *expected_tokens);
+/* After a verification: the accepted path, the step's time (<= 0: not to be used for the
+ * fallback decision) and the tokens it produced. */
+void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int32_t n_path,
+                     double seconds, int32_t tokens);
+/* After a plain step of `seconds`. */
+void ar_sched_update_plain(ar_sched *s, double seconds);
+
+/* Cost table files: one line per entry, "verify N SECONDS" / "draft N SECONDS". */
+ar_status ar_sched_load_costs(ar_sched *s, const char *path);
+ar_status ar_sched_save_costs(const ar_sched *s, const char *path);
+
+#endif
