@@ -1,7 +1,10 @@
 /* engine.c: prompt prefill with prefix reuse, and the plain decoding step. */
 #include "engine.h"
 
+#include "topo.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -10,22 +13,40 @@ ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **ou
     if (m->vocab_only) return ar_fail(AR_ERR_INVALID_ARG, "%s: vocabulary-only model", m->path);
     if (p.n_ctx <= 0) p.n_ctx = m->hp.n_ctx_train;
     if (p.n_batch <= 0) p.n_batch = 512;
+    ar_topo *topo = NULL;
+    ar_placement *plan = NULL;
+    if (ar_topo_load(NULL, &topo) == AR_OK && (plan = calloc(1, sizeof *plan)) != NULL) {
+        ar_topo_plan(topo, p.n_threads, 0, plan);
+        if (p.n_threads <= 0) p.n_threads = plan->n_verifier; /* one per physical core */
+    }
     if (p.n_threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         p.n_threads = nc > 0 ? (int32_t)nc : 1;
     }
+    ar_clear_error();
     int32_t max_batch = AR_MAX(p.n_batch, AR_BATCH_INVARIANT);
     max_batch = AR_MIN(max_batch, p.n_ctx);
     ar_engine *e = calloc(1, sizeof *e);
-    if (!e) return ar_fail(AR_ERR_NOMEM, "engine: out of memory");
+    ar_status s = AR_OK;
+    if (!e) {
+        s = ar_fail(AR_ERR_NOMEM, "engine: out of memory");
+        goto fail;
+    }
     e->model = m;
     e->params = p;
     e->ws_rows = max_batch;
     e->n_vocab = m->hp.n_vocab;
-    ar_status s;
     if ((s = ar_kv_create(m, p.n_ctx, 0, p.kv_type, &e->kv)) != AR_OK) goto fail;
     if ((s = ar_workspace_create(m, max_batch, p.n_ctx, &e->ws)) != AR_OK) goto fail;
-    if ((s = ar_pool_create(p.n_threads, NULL, &e->pool)) != AR_OK) goto fail;
+    if ((s = ar_pool_create(p.n_threads, p.pin && plan ? plan->verifier_cpus : NULL, &e->pool)) !=
+        AR_OK)
+        goto fail;
+    if (p.pin && plan) {
+        e->pin_failed = ar_pool_pin_failed(e->pool);
+        snprintf(e->placement, sizeof e->placement, "%s", plan->note);
+        if (ar_topo_bind_memory(topo, plan, m->gguf->map, m->gguf->size) != AR_OK)
+            ar_clear_error(); /* NUMA binding is an optimisation: without it, still correct */
+    }
     if ((s = ar_dist_init(&e->dist, e->n_vocab)) != AR_OK) goto fail;
     e->tokens = calloc((size_t)p.n_ctx + 1, sizeof(int32_t));
     e->logits = malloc((size_t)max_batch * (size_t)e->n_vocab * sizeof(float));
@@ -36,9 +57,13 @@ ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **ou
     }
     e->sampling = ar_sampler_default_params();
     ar_rng_seed(&e->rng, e->sampling.seed);
+    free(plan);
+    ar_topo_free(topo);
     *out = e;
     return AR_OK;
 fail:
+    free(plan);
+    ar_topo_free(topo);
     ar_engine_free(e);
     return s;
 }

@@ -17,6 +17,7 @@ typedef struct ar_engine_params {
     int32_t n_threads;
     int32_t n_batch; /* prompt rows per forward pass */
     ar_type kv_type;
+    bool pin;        /* pin threads to cores by the hwloc placement plan */
 } ar_engine_params;
 
 typedef struct ar_engine_stats {
@@ -76,6 +77,8 @@ typedef struct ar_engine {
     ar_trace_fn trace;
     void *trace_user;
     int64_t n_steps;
+    bool pin_failed; /* pinning was asked for and not permitted (a warning, not an error) */
+    char placement[160];
 } ar_engine;
 
 ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **out);
