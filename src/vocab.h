@@ -28,7 +28,9 @@ void ar_vocab_free(ar_vocab *v);
 
 int32_t ar_vocab_n_tokens(const ar_vocab *v);
 ar_vocab_kind ar_vocab_kind_of(const ar_vocab *v);
-int32_t ar_vocab_bos(const ar_vocab *v); /* AR_TOKEN_NONE when absent */
+/* As llama.cpp: an absent or out-of-range id (4294967295) takes the kind's default (SPM BOS 1,
+ * EOS 2; BPE 11), and AR_TOKEN_NONE when that default does not fit the vocabulary. */
+int32_t ar_vocab_bos(const ar_vocab *v);
 int32_t ar_vocab_eos(const ar_vocab *v);
 bool ar_vocab_add_bos(const ar_vocab *v);
 bool ar_vocab_add_eos(const ar_vocab *v);
