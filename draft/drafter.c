@@ -112,6 +112,8 @@ void ar_drafter_free(ar_drafter *d) {
     free(d);
 }
 
+void ar_drafter_set_pool(ar_drafter *d, ar_pool *pool) { d->pool = pool; }
+
 void ar_drafter_reset(ar_drafter *d) {
     if (d->kv) ar_kv_truncate(d->kv, 0);
 }
@@ -147,6 +149,18 @@ static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
     memcpy(d->tokens + kv->n_committed, b.tokens, (size_t)(rows - 1) * sizeof(int32_t));
     ar_kv_commit_all(kv, rows - 1); /* the root stays uncommitted: tree node 0 */
     *root_logits = d->logits;
+    return AR_OK;
+}
+
+ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t n, int32_t *next) {
+    *next = -1;
+    if (d->kind != AR_DRAFTER_MODEL || n < 1) return AR_OK;
+    ar_draft_request req = {.tokens = tokens, .n_committed = n - 1};
+    const float *logits;
+    ar_status s = sync_and_eval_root(d, &req, &logits);
+    if (s != AR_OK) return s;
+    d->n_evaluated = 0; /* the evaluated row is not a tree node anyone will commit */
+    *next = ar_argmax(logits, d->m->hp.n_vocab);
     return AR_OK;
 }
 

@@ -86,6 +86,12 @@ double ar_drafter_last_sync_seconds(const ar_drafter *d);
 /* Times one drafter batch of n rows past its committed context (cost calibration); 0 for
  * drafters without a model. */
 ar_status ar_drafter_time_batch(ar_drafter *d, int32_t n, double *seconds);
+/* Runs the drafter's forward passes on `pool` from now on (pipelining gives the drafter threads
+ * of its own). */
+void ar_drafter_set_pool(ar_drafter *d, ar_pool *pool);
+/* The drafter's most likely next token after tokens[0..n) (n >= 1): brings its cache up to
+ * tokens[0..n-1) and evaluates tokens[n-1]. -1 for drafters without a model. */
+ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t n, int32_t *next);
 /* Forget cached state (a new prompt that shares nothing). */
 void ar_drafter_reset(ar_drafter *d);
 

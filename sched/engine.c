@@ -1,6 +1,8 @@
 /* engine.c: prompt prefill with prefix reuse, and the plain decoding step. */
 #include "engine.h"
 
+#include <pthread.h>
+
 #include "topo.h"
 
 #include <math.h>
@@ -176,8 +178,108 @@ static ar_status plain_step(ar_engine *e, int32_t *out, int32_t *n_out) {
 
 /* ---- speculative decoding ---- */
 
+/* Pipelining: a thread that, given the context up to the leaf of the verified tree's most likely
+ * path, predicts the bonus token with the drafter and drafts the next tree rooted at it. */
+typedef struct draft_worker {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state;           /* 0 idle, 1 job posted, 2 job done, -1 stop */
+    ar_spec *sp;
+    int32_t *ctx;        /* [cap]: the guessed context, then the predicted root */
+    int32_t n_ctx;       /* guessed context length (root excluded) */
+    int32_t root;        /* the predicted bonus token */
+    ar_draft_request req;
+    ar_status status;
+} draft_worker;
+
+static void *draft_worker_main(void *arg) {
+    draft_worker *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->state == 0 || w->state == 2) pthread_cond_wait(&w->cv, &w->mu);
+        int state = w->state;
+        pthread_mutex_unlock(&w->mu);
+        if (state < 0) return NULL;
+        ar_spec *sp = w->sp;
+        ar_status s = ar_drafter_predict_next(sp->drafter, w->ctx, w->n_ctx, &w->root);
+        if (s == AR_OK && w->root >= 0) {
+            w->ctx[w->n_ctx] = w->root;
+            w->req.tokens = w->ctx;
+            w->req.n_committed = w->n_ctx;
+            s = ar_drafter_draft(sp->drafter, &w->req, &sp->tree_ahead, sp->q_ahead);
+        }
+        pthread_mutex_lock(&w->mu);
+        w->status = s;
+        w->state = 2;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+static void worker_post(draft_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    w->state = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static ar_status worker_wait(draft_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    while (w->state == 1) pthread_cond_wait(&w->cv, &w->mu);
+    w->state = 0;
+    ar_status s = w->status;
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+static void worker_stop(draft_worker *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->state = -1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->ctx);
+    free(w);
+}
+
+static ar_status start_pipeline(ar_engine *e, ar_spec *sp) {
+    int32_t nt = e->params.draft_threads > 0 ? e->params.draft_threads : 1;
+    ar_status s = ar_pool_create(nt, NULL, &sp->draft_pool);
+    if (s != AR_OK) return s;
+    if ((s = ar_tree_init(&sp->tree_ahead, sp->tree.cap)) != AR_OK) return s;
+    sp->q_ahead = calloc(AR_BATCH_INVARIANT, sizeof *sp->q_ahead);
+    draft_worker *w = calloc(1, sizeof *w);
+    if (!sp->q_ahead || !w) {
+        free(w);
+        return ar_fail(AR_ERR_NOMEM, "pipelining: out of memory");
+    }
+    w->sp = sp;
+    w->ctx = calloc((size_t)e->kv->cap + 2, sizeof(int32_t));
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (!w->ctx || pthread_create(&w->thread, NULL, draft_worker_main, w) != 0) {
+        free(w->ctx);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return ar_fail(AR_ERR_NOMEM, "pipelining: cannot start the drafting thread");
+    }
+    sp->worker = w;
+    ar_drafter_set_pool(sp->drafter, sp->draft_pool);
+    sp->pipeline = true;
+    return AR_OK;
+}
+
 static void spec_free(ar_spec *sp) {
     if (!sp) return;
+    worker_stop(sp->worker);
+    ar_pool_free(sp->draft_pool);
+    ar_tree_free(&sp->tree_ahead);
+    free(sp->q_ahead);
     ar_drafter_free(sp->drafter);
     ar_tree_free(&sp->tree);
     if (sp->p)
@@ -227,6 +329,11 @@ ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec 
         return s;
     }
     ar_rng_seed(&sp->draft_rng, e->sampling.seed ^ 0x9e3779b97f4a7c15ull);
+    if (e->params.pipeline && ar_drafter_kind_of(d) == AR_DRAFTER_MODEL &&
+        (s = start_pipeline(e, sp)) != AR_OK) {
+        spec_free(sp);
+        return s;
+    }
     spec_free(e->spec);
     e->spec = sp;
     return AR_OK;
@@ -313,6 +420,7 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
 
     if (sp->adaptive) {
         if (!sp->sched.costs.valid && (s = calibrate(e)) != AR_OK) return s;
+        if (sp->ahead_valid) sp->sched.plain_left = 0; /* a tree is ready: use it */
         if (!ar_sched_want_speculation(&sp->sched)) {
             double t0 = ar_now();
             if ((s = plain_step(e, out, n_out)) != AR_OK) return s;
@@ -327,7 +435,7 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
         }
     }
 
-    /* draft */
+    /* draft (or take the tree drafted during the last verification) */
     double t0 = ar_now();
     ar_draft_request req = {.tokens = e->tokens,
                             .n_committed = base,
@@ -343,12 +451,26 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     }
     /* a tree never outgrows the context: shrink the budget near the end */
     int32_t room = e->kv->cap - base;
-    int32_t saved_cap = tree->cap;
-    tree->cap = AR_MIN(saved_cap, room);
-    s = ar_drafter_draft(sp->drafter, &req, tree, sp->q);
-    tree->cap = saved_cap;
-    if (s != AR_OK) return s;
-    double sync = ar_drafter_last_sync_seconds(sp->drafter);
+    const bool pipelined = sp->pipeline && !req.sample;
+    const bool from_ahead = pipelined && sp->ahead_valid && sp->tree_ahead.n <= room;
+    double sync = 0.0;
+    if (from_ahead) {
+        ar_tree tmp = *tree; /* swap buffers: the tree drafted ahead becomes this step's */
+        *tree = sp->tree_ahead;
+        sp->tree_ahead = tmp;
+        const ar_dist **tq = sp->q;
+        sp->q = sp->q_ahead;
+        sp->q_ahead = tq;
+        e->stats.n_pipelined++;
+    } else {
+        int32_t saved_cap = tree->cap;
+        tree->cap = AR_MIN(saved_cap, room);
+        s = ar_drafter_draft(sp->drafter, &req, tree, sp->q);
+        tree->cap = saved_cap;
+        if (s != AR_OK) return s;
+        sync = ar_drafter_last_sync_seconds(sp->drafter);
+    }
+    sp->ahead_valid = false;
     tr.drafted = tree->n - 1;
     tr.reason = sp->adaptive ? "speculate" : "fixed tree";
     if (sp->adaptive) { /* keep the nodes worth verifying */
@@ -372,10 +494,35 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     }
     e->stats.n_drafted += n - 1;
 
+    /* pipelining: guess the outcome (the drafter's most likely path all accepted) and let the
+     * drafter thread draft the next tree from there while the verifier works */
+    draft_worker *dw = pipelined ? sp->worker : NULL;
+    int32_t guess_path[AR_BATCH_INVARIANT + 1], n_guess = 0;
+    if (dw && base + tree->max_depth + 2 < e->kv->cap) {
+        for (int32_t u = 0;;) {
+            guess_path[n_guess++] = u;
+            int32_t best = -1;
+            for (int32_t c = tree->nodes[u].first_child; c >= 0; c = tree->nodes[c].next_sibling)
+                if (best < 0 || tree->nodes[c].p_draft > tree->nodes[best].p_draft) best = c;
+            if (best < 0) break;
+            u = best;
+        }
+        memcpy(dw->ctx, e->tokens, (size_t)base * sizeof(int32_t));
+        for (int32_t j = 0; j < n_guess; j++) dw->ctx[base + j] = tree->nodes[guess_path[j]].token;
+        dw->n_ctx = base + n_guess;
+        dw->req = req;
+        worker_post(dw);
+    } else {
+        dw = NULL;
+    }
+
     /* verify the whole tree in one batch */
     for (int32_t i = 0; i < n; i++) sp->tree_tokens[i] = tree->nodes[i].token;
     ar_batch b = {.n = n, .tokens = sp->tree_tokens, .parent = ar_tree_parents(tree)};
-    if ((s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits)) != AR_OK) return s;
+    s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits);
+    ar_status ds = dw ? worker_wait(dw) : AR_OK;
+    if (s != AR_OK) return s;
+    if (ds != AR_OK) return ds;
     double t_eval = ar_now() - t1;
 
     /* accept */
@@ -415,9 +562,18 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     e->stats.n_accepted += res.n_path - 1;
     e->stats.n_verify++;
 
-    /* keep the accepted path in both caches */
+    /* keep the accepted path in both caches (a pipelined drafter has moved on to the guessed
+     * context: its next draft catches up from the longest prefix it shares with the truth) */
     ar_kv_commit(e->kv, sp->path, res.n_path);
-    ar_drafter_accept(sp->drafter, tree, sp->path, res.n_path);
+    if (dw) {
+        bool right = res.n_path == n_guess && res.bonus == dw->root;
+        for (int32_t j = 0; right && j < n_guess; j++) right = sp->path[j] == guess_path[j];
+        sp->ahead_valid = right && sp->tree_ahead.n >= 1;
+        sp->n_ahead_tried++;
+        sp->n_ahead_used += sp->ahead_valid;
+    } else if (!sp->pipeline || !from_ahead) {
+        ar_drafter_accept(sp->drafter, tree, sp->path, res.n_path);
+    }
     for (int32_t j = 0; j < res.n_path; j++)
         e->tokens[base + j] = tree->nodes[sp->path[j]].token;
     e->tokens[base + res.n_path] = res.bonus;

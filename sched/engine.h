@@ -18,12 +18,15 @@ typedef struct ar_engine_params {
     int32_t n_batch; /* prompt rows per forward pass */
     ar_type kv_type;
     bool pin;        /* pin threads to cores by the hwloc placement plan */
+    bool pipeline;   /* draft the next tree while the verifier checks the current one */
+    int32_t draft_threads; /* pipelining: the drafter's threads (0: 1) */
 } ar_engine_params;
 
 typedef struct ar_engine_stats {
     int64_t n_verify, n_drafted, n_accepted, n_plain_steps;
     double draft_seconds, verify_seconds;
     int64_t drafted_at_depth[32], accepted_at_depth[32];
+    int64_t n_pipelined;   /* steps whose tree was drafted ahead, during the previous verification */
 } ar_engine_stats;
 
 /* Speculation state: the drafter, the tree shape and the buffers of one verification. */
@@ -40,6 +43,15 @@ typedef struct ar_spec {
     bool adaptive;       /* the scheduler chooses tree sizes and when to speculate */
     ar_sched sched;
     bool warm;           /* a speculative step has run since the last prefill */
+    /* pipelining: while the verifier checks a tree, the drafter (on its own thread and pool)
+     * drafts the next tree from the most likely outcome; kept when the guess comes true */
+    bool pipeline;
+    ar_pool *draft_pool;
+    void *worker;        /* the drafting thread's state (engine.c) */
+    ar_tree tree_ahead;
+    const ar_dist **q_ahead;
+    bool ahead_valid;    /* tree_ahead is rooted at the current pending token */
+    int64_t n_ahead_used, n_ahead_tried;
 } ar_spec;
 
 /* What one decoding step did (for --trace). */
