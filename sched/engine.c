@@ -542,7 +542,22 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
                 return s;
             sp->pp[i] = &sp->p[i];
         }
-        s = ar_accept_sampled(tree, sp->pp, sp->q, &e->rng, &sp->aw, sp->path, &res);
+        if (sp->broken_acceptance) { /* deliberately wrong: see ar_spec */
+            int32_t u = 0, k = 0;
+            sp->path[k++] = 0;
+            for (int32_t c = tree->nodes[u].first_child; c >= 0;) {
+                if (ar_dist_prob(sp->pp[u], tree->nodes[c].token) > 0.0f) {
+                    sp->path[k++] = u = c;
+                    c = tree->nodes[u].first_child;
+                } else {
+                    c = tree->nodes[c].next_sibling;
+                }
+            }
+            res.n_path = k;
+            res.bonus = ar_dist_sample(sp->pp[u], &e->rng);
+        } else {
+            s = ar_accept_sampled(tree, sp->pp, sp->q, &e->rng, &sp->aw, sp->path, &res);
+        }
     }
     if (s != AR_OK) return s;
     if (sp->adaptive) /* before truncation: the model learns from the whole verification */

@@ -52,6 +52,9 @@ typedef struct ar_spec {
     const ar_dist **q_ahead;
     bool ahead_valid;    /* tree_ahead is rooted at the current pending token */
     int64_t n_ahead_used, n_ahead_tried;
+    bool broken_acceptance; /* tests only: accept a drafted child whenever the verifier gives it
+                               any probability (biased towards the drafter), to show that the
+                               distribution test can fail */
 } ar_spec;
 
 /* What one decoding step did (for --trace). */
