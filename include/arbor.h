@@ -2,13 +2,16 @@
  *
  * Objects (opaque handles, one prefix each):
  *   arbor_model    read-only weights and tokenizer, memory-mapped from a GGUF file. Safe to share
- *                  between threads and contexts.
+ *                  between threads and contexts; every function taking a const arbor_model * may
+ *                  run concurrently with any other on the same model.
  *   arbor_context  KV caches, sampler, drafter and scheduler state for one generation at a time.
  *                  Use from one thread at a time (arbor_cancel excepted).
- * Every call that can fail returns an arbor_status; arbor_last_error() gives this thread's
- * message for the last failure. The library never prints to stdout and never exits; diagnostics
- * go to the log callback (arbor_set_log), the only process-wide state besides the error
- * message. Parameters are structs initialised by arbor_*_default_params(). */
+ * Every call that can fail returns an arbor_status (or, for functions returning a count, a
+ * negative one); arbor_last_error() gives this thread's message for the last failure. The
+ * library never prints and never exits; diagnostics go to the log sink (arbor_set_log). The log
+ * sink and the per-thread error message are its only process-wide state. Parameters are structs
+ * initialised by arbor_*_default_params(), then changed field by field. docs/api.md has the
+ * ownership and threading rules of every function. */
 #ifndef ARBOR_H
 #define ARBOR_H
 
@@ -20,7 +23,11 @@
 extern "C" {
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
 #define ARBOR_API __attribute__((visibility("default")))
+#else
+#define ARBOR_API
+#endif
 
 #define ARBOR_VERSION_MAJOR 0
 #define ARBOR_VERSION_MINOR 1
@@ -31,7 +38,7 @@ typedef enum arbor_status {
     ARBOR_ERR_IO = -1,           /* a file cannot be opened, read, mapped or written */
     ARBOR_ERR_FORMAT = -2,       /* a file is malformed or truncated */
     ARBOR_ERR_UNSUPPORTED = -3,  /* well-formed but not supported (architecture, tensor type) */
-    ARBOR_ERR_INVALID_ARG = -4,  /* an argument is out of range */
+    ARBOR_ERR_INVALID_ARG = -4,  /* an argument is NULL or out of range */
     ARBOR_ERR_NOMEM = -5,        /* out of memory, or a size bound exceeded */
     ARBOR_ERR_CONTEXT_FULL = -6, /* the prompt does not fit in the context */
     ARBOR_ERR_INCOMPATIBLE = -7, /* drafter and verifier vocabularies differ */
@@ -40,17 +47,28 @@ typedef enum arbor_status {
 } arbor_status;
 
 typedef int32_t arbor_token;
+/* "No token": arbor_token_bos/eos when the vocabulary has none, and the token of the final
+ * streaming call that carries held-back bytes (see arbor_token_fn). */
+#define ARBOR_TOKEN_NONE (-1)
+
 typedef struct arbor_model arbor_model;
 typedef struct arbor_context arbor_context;
 
-/* This thread's message for the last failed call ("" if none). Valid until the next call. */
+/* This thread's message for its last failed call: one line saying what failed and why. Read it
+ * right after a failure (a successful call may leave it or clear it); valid until this thread's
+ * next call into the library. */
 ARBOR_API const char *arbor_last_error(void);
+/* A constant name for a status ("ok", "invalid argument", ...). */
 ARBOR_API const char *arbor_status_string(arbor_status s);
+/* "MAJOR.MINOR.PATCH" of the library that is running (the macros above are the header's). */
 ARBOR_API const char *arbor_version(void);
 
 typedef enum arbor_log_level { ARBOR_LOG_ERROR, ARBOR_LOG_WARN, ARBOR_LOG_INFO } arbor_log_level;
+/* message: one line without a trailing newline, valid during the call only. */
 typedef void (*arbor_log_fn)(void *user, arbor_log_level level, const char *message);
-/* Sets the process-wide log sink (NULL: discard). Call before other threads use the library. */
+/* Sets the process-wide log sink (NULL: discard, the default). Calls to the sink are serialized
+ * (never two at once), so it need not be thread-safe; it may call arbor functions. Meant to be
+ * set once at start-up; changing it while other threads use the library is safe. */
 ARBOR_API void arbor_set_log(arbor_log_fn fn, void *user);
 
 /* ---- models ---- */
@@ -59,30 +77,38 @@ typedef struct arbor_model_params {
     bool resident;   /* pre-fault the mapping and lock it in memory when permitted (drafters) */
 } arbor_model_params;
 ARBOR_API arbor_model_params arbor_model_default_params(void);
+/* Loads a GGUF file (architectures llama and qwen2). On success *out owns the model: free it
+ * with arbor_model_free after every context using it is freed. On failure *out is NULL. */
 ARBOR_API arbor_status arbor_model_load(const char *path, arbor_model_params params,
                                         arbor_model **out);
-ARBOR_API void arbor_model_free(arbor_model *model);
+ARBOR_API void arbor_model_free(arbor_model *model); /* NULL: no-op */
 
 typedef struct arbor_model_info {
-    const char *arch;  /* "llama", "qwen2" */
+    const char *arch;  /* "llama", "qwen2" ("" for a vocabulary-only model); owned by the model */
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx_train;
     uint64_t weight_bytes;
     uint64_t file_bytes;
 } arbor_model_info;
 ARBOR_API arbor_status arbor_model_get_info(const arbor_model *model, arbor_model_info *out);
 
-/* Tokenizes text. add_special: add BOS/EOS as the vocabulary says; parse_special: text that
- * spells a special token ("<s>") is that token. Writes at most cap ids; returns the number of
- * tokens (more than cap means call again with more room) or a negative arbor_status. */
+/* Tokenizes len bytes of text. add_special: add BOS/EOS as the vocabulary says; parse_special:
+ * text that spells a special token ("<s>") is that token. Writes at most cap ids; returns the
+ * number of tokens (more than cap means call again with more room) or a negative arbor_status. */
 ARBOR_API int32_t arbor_tokenize(const arbor_model *model, const char *text, size_t len,
                                  bool add_special, bool parse_special, arbor_token *out,
                                  int32_t cap);
-/* The bytes token prints as (special tokens print nothing unless `special`). Returns the full
- * length (may exceed cap) or a negative arbor_status. A piece may be part of a UTF-8 character. */
+/* The bytes token prints as (special tokens print nothing unless `special`). Writes at most cap
+ * bytes (no terminating NUL); returns the full length (may exceed cap) or a negative
+ * arbor_status. A piece may be part of a UTF-8 character. */
 ARBOR_API int32_t arbor_token_to_piece(const arbor_model *model, arbor_token token, bool special,
                                        char *buf, int32_t cap);
-ARBOR_API arbor_token arbor_token_bos(const arbor_model *model); /* -1 when none */
-ARBOR_API arbor_token arbor_token_eos(const arbor_model *model);
+/* The text of n tokens: their pieces concatenated. Writes at most cap bytes (no terminating
+ * NUL); returns the full length (may exceed cap) or a negative arbor_status. */
+ARBOR_API int32_t arbor_detokenize(const arbor_model *model, const arbor_token *tokens, int32_t n,
+                                   bool special, char *buf, int32_t cap);
+ARBOR_API arbor_token arbor_token_bos(const arbor_model *model); /* ARBOR_TOKEN_NONE: none */
+ARBOR_API arbor_token arbor_token_eos(const arbor_model *model); /* ARBOR_TOKEN_NONE: none */
+/* End of generation: EOS, EOT and the other ids the vocabulary declares as ending a turn. */
 ARBOR_API bool arbor_token_is_eog(const arbor_model *model, arbor_token token);
 
 /* ---- contexts ---- */
@@ -93,23 +119,60 @@ typedef enum arbor_draft_kind {
     ARBOR_DRAFT_LOOKUP = 3, /* prompt lookup: n-gram matches in the context, no model */
 } arbor_draft_kind;
 
+/* What one decoding step did (see arbor_context_params.trace). */
+typedef struct arbor_step_trace {
+    int64_t step;
+    int32_t n_committed;   /* context length before the step */
+    int32_t drafted;       /* draft nodes grown (root excluded) */
+    int32_t verified;      /* tree nodes the verifier evaluated (1: a plain step) */
+    int32_t depth;         /* depth of the verified tree */
+    int32_t accepted;      /* draft tokens accepted */
+    double draft_seconds, verify_seconds;
+    float threshold;       /* adaptive: the drafting threshold after the step */
+    float expected;        /* adaptive: tokens expected from the verified tree */
+    const char *reason;    /* why the step did what it did (static string) */
+} arbor_step_trace;
+typedef void (*arbor_trace_fn)(void *user, const arbor_step_trace *step);
+
 typedef struct arbor_context_params {
     int32_t n_ctx;          /* KV cache cells; 0: the model's training context */
-    int32_t n_threads;      /* 0: one per physical core */
-    int32_t n_batch;        /* prompt tokens per forward pass; 0: 512 */
+    int32_t n_threads;      /* 0: one per physical core; at most 1024 */
+    int32_t n_batch;        /* prompt tokens per forward pass; 0: 512. Up to 64 keeps prompt
+                               evaluation batch-invariant (see docs/api.md, prefix reuse) */
     bool kv_f16;            /* F16 KV cache (halves its memory) instead of F32 */
     arbor_draft_kind draft_kind;
-    const arbor_model *draft_model; /* ARBOR_DRAFT_MODEL: borrowed, must outlive the context */
+    const arbor_model *draft_model; /* ARBOR_DRAFT_MODEL: borrowed, must outlive the context;
+                                       its vocabulary must match the verifier's */
     int32_t draft_self_layers;      /* ARBOR_DRAFT_SELF: M >= 1, below the verifier's layers */
     const char *tree;       /* tree shape: "chain:K", "static:AxBxC", "dynamic:N", "adaptive";
-                               NULL: the default ("dynamic:16"). Copied. */
+                               NULL: the default ("adaptive": the scheduler chooses). Read
+                               at creation; checked whenever it is not NULL, used only with a
+                               drafter. */
+    const char *sched_costs; /* adaptive: a cost table file (written by arbor_save_costs) used
+                                instead of calibrating; it fixes the scheduler's choices, so a
+                                seed reproduces sampled output. Read at context creation. */
+    arbor_trace_fn trace;    /* called after every decoding step (NULL: none) */
+    void *trace_user;
+    bool pin_threads;        /* pin the context's threads to cores by the hwloc placement plan
+                                (default off: a library does not move its caller's thread
+                                unasked; `arbor generate` turns it on). A refusal (containers)
+                                is a logged warning, not an error. */
+    bool pipeline;           /* model drafters: draft the next tree on separate threads while
+                                the verifier checks the current one (greedy and deterministic
+                                trees; sampled trees are never pipelined) */
+    int32_t draft_threads;   /* pipelining: the drafter's threads (0: 1) */
 } arbor_context_params;
 ARBOR_API arbor_context_params arbor_context_default_params(void);
+/* Creates a context on `model` (borrowed: it must outlive the context). Several contexts may
+ * share one model (and one draft model), each used by its own thread. On failure *out is NULL. */
 ARBOR_API arbor_status arbor_context_create(const arbor_model *model, arbor_context_params params,
                                             arbor_context **out);
-ARBOR_API void arbor_context_free(arbor_context *ctx);
-/* Forgets the cached prompt (the next generation evaluates its prompt from scratch). */
+ARBOR_API void arbor_context_free(arbor_context *ctx); /* NULL: no-op */
+/* Forgets the cached tokens (the next generation evaluates its prompt from scratch). */
 ARBOR_API void arbor_context_reset(arbor_context *ctx);
+/* Adaptive mode: calibrates the scheduler's cost model if it has not been yet and writes it to
+ * `path`, for arbor_context_params.sched_costs. */
+ARBOR_API arbor_status arbor_save_costs(arbor_context *ctx, const char *path);
 
 /* ---- generation ---- */
 typedef struct arbor_sampling_params {
@@ -117,60 +180,78 @@ typedef struct arbor_sampling_params {
     int32_t top_k;          /* <= 0: off; default 40 */
     float top_p;            /* >= 1: off; default 0.95 */
     float min_p;            /* <= 0: off; default 0.05 */
-    float repeat_penalty;   /* 1: off (default) */
+    float repeat_penalty;   /* > 0; 1: off (default) */
     int32_t repeat_last_n;  /* default 64; -1: the whole context */
-    uint64_t seed;          /* the same seed and settings reproduce a run */
+    uint64_t seed;          /* the same seed and settings reproduce a run (not with the
+                               "adaptive" tree, whose choices depend on measured timings) */
 } arbor_sampling_params;
 ARBOR_API arbor_sampling_params arbor_sampling_default_params(void);
 
-/* Called for every generated token with the bytes it adds to the text (complete UTF-8
- * characters only; may be empty). Return false to stop generating. */
+/* Called for every generated token, in order, with the bytes it adds to the text: complete
+ * UTF-8 characters only (bytes of a character split across tokens are held back), so `text`
+ * may be empty; it is valid during the call only. Return false to stop generating (the call
+ * then returns ARBOR_OK). An end-of-generation token that ends the generation is not passed.
+ * When generation ends normally with bytes still held back (an incomplete character at the
+ * very end), one last call passes them with token ARBOR_TOKEN_NONE; its result is ignored. So
+ * the concatenated texts are exactly arbor_detokenize of the generated tokens. */
 typedef bool (*arbor_token_fn)(void *user, arbor_token token, const char *text, size_t len);
 
 typedef struct arbor_generate_params {
     arbor_sampling_params sampling;
-    int32_t n_predict;         /* tokens to generate; -1: until end of generation or a full
-                                  context; default 128 */
+    int32_t n_predict;         /* tokens to generate, >= 0; -1: until end of generation or a
+                                  full context; default 128 */
     bool ignore_eos;           /* keep generating after an end-of-generation token */
-    bool add_special;          /* add BOS/EOS to the prompt as the vocabulary says; default on */
-    bool parse_special;        /* prompt text may spell special tokens; default on */
-    const char *const *stop;   /* stop strings (generation ends after the token completing one) */
+    bool add_special;          /* add BOS/EOS to the prompt as the vocabulary says; default on
+                                  (arbor_generate only) */
+    bool parse_special;        /* prompt text may spell special tokens; default on
+                                  (arbor_generate only) */
+    const char *const *stop;   /* n_stop non-empty stop strings (borrowed for the call):
+                                  generation ends after the token that completes the first
+                                  occurrence of any of them in the generated text (that
+                                  token's text is still streamed) */
     int32_t n_stop;
 } arbor_generate_params;
 ARBOR_API arbor_generate_params arbor_generate_default_params(void);
 
-/* Generates a continuation of `prompt` (text), streaming tokens through `fn` (may be NULL). The
- * longest prefix shared with the previous call's tokens is reused from the KV cache. */
+/* Generates a continuation of `prompt` (NUL-terminated text), streaming tokens through `fn`
+ * (may be NULL); params NULL: the defaults. The context keeps the evaluated tokens (prompt and
+ * generated) and reuses the longest prefix the next prompt shares with them (stats
+ * n_prompt_reused). Returns ARBOR_OK also when the context fills up (stats stopped_by_context,
+ * and a warning to the log sink); ARBOR_ERR_CONTEXT_FULL when the prompt itself does not fit. */
 ARBOR_API arbor_status arbor_generate(arbor_context *ctx, const char *prompt,
                                       const arbor_generate_params *params, arbor_token_fn fn,
                                       void *user);
-/* The same from prompt token ids. */
+/* The same from n_prompt >= 1 prompt token ids (add_special and parse_special do not apply). */
 ARBOR_API arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt,
                                              int32_t n_prompt, const arbor_generate_params *params,
                                              arbor_token_fn fn, void *user);
-/* Makes a running arbor_generate on ctx return ARBOR_ERR_CANCELLED soon. Safe from any thread. */
+/* Makes the generation running on ctx return ARBOR_ERR_CANCELLED before its next decoding step
+ * (a prompt being evaluated is finished first). A generation that starts after the call is not
+ * affected. Safe from any thread, and from a signal handler (one lock-free atomic store). */
 ARBOR_API void arbor_cancel(arbor_context *ctx);
 
 #define ARBOR_MAX_DEPTH_STATS 32
 typedef struct arbor_stats {
     int32_t n_prompt;          /* prompt tokens */
-    int32_t n_prompt_reused;   /* of which taken from the KV cache */
-    int32_t n_generated;
+    int32_t n_prompt_reused;   /* of which taken from the KV cache (not evaluated again) */
+    int32_t n_generated;       /* tokens generated, including an end-of-generation token */
     double prompt_seconds;
     double generate_seconds;
     double tokens_per_second;  /* n_generated / generate_seconds */
     /* speculation (zero for plain decoding) */
-    int64_t n_verify;          /* verifier forward passes during generation */
+    int64_t n_verify;          /* verifier forward passes of draft trees */
     int64_t n_drafted;         /* tree nodes proposed (excluding roots) */
     int64_t n_accepted;        /* drafted tokens accepted */
     double mean_accepted;      /* accepted drafted tokens per verification */
     double draft_seconds, verify_seconds;
     int64_t drafted_at_depth[ARBOR_MAX_DEPTH_STATS];  /* depth 1 at index 0 */
     int64_t accepted_at_depth[ARBOR_MAX_DEPTH_STATS];
-    int64_t n_plain_steps;     /* steps decoded without speculation (scheduler fallback) */
+    int64_t n_plain_steps;     /* steps decoded without speculation */
+    int64_t n_pipelined;       /* verifications of a tree drafted during the previous one */
     bool stopped_by_context;   /* generation ended because the context was full */
 } arbor_stats;
-/* Statistics of the last arbor_generate on ctx. */
+/* Statistics of the last arbor_generate(_tokens) on ctx (also after a failure or cancellation:
+ * the figures up to that point). */
 ARBOR_API arbor_status arbor_get_stats(const arbor_context *ctx, arbor_stats *out);
 
 #ifdef __cplusplus

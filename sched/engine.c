@@ -10,6 +10,26 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* The buffers a context of p.n_ctx cells needs (KV cache, logits rows, per-cell arrays of the
+ * engine and of each thread's attention scratch), checked against physical memory before any is
+ * allocated: an oversized context gets the numbers, not an allocation that succeeds lazily and
+ * fails when the pages are touched. */
+static ar_status check_memory(const ar_model *m, const ar_engine_params *p, int32_t max_batch) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return AR_OK; /* unknown: the allocations decide */
+    double phys = (double)pages * (double)page, gib = 1073741824.0;
+    double kv = 2.0 * m->hp.n_layer * (double)p->n_ctx * m->hp.n_head_kv * m->hp.head_dim *
+                (p->kv_type == AR_TYPE_F16 ? 2 : 4);
+    double logits = (double)max_batch * m->hp.n_vocab * sizeof(float);
+    double cells = (double)p->n_ctx * (2 * sizeof(int32_t) + 2 * sizeof(float) * p->n_threads);
+    if (kv + logits + cells <= phys) return AR_OK;
+    return ar_fail(AR_ERR_NOMEM,
+                   "a context of %d cells needs %.1f GiB (KV cache %.1f GiB, logits %.1f GiB, "
+                   "per-cell buffers %.1f GiB), more than the %.1f GiB of physical memory",
+                   p->n_ctx, (kv + logits + cells) / gib, kv / gib, logits / gib, cells / gib,
+                   phys / gib);
+}
+
 ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **out) {
     *out = NULL;
     if (m->vocab_only) return ar_fail(AR_ERR_INVALID_ARG, "%s: vocabulary-only model", m->path);
@@ -38,6 +58,7 @@ ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **ou
     e->params = p;
     e->ws_rows = max_batch;
     e->n_vocab = m->hp.n_vocab;
+    if ((s = check_memory(m, &p, max_batch)) != AR_OK) goto fail;
     if ((s = ar_kv_create(m, p.n_ctx, 0, p.kv_type, &e->kv)) != AR_OK) goto fail;
     if ((s = ar_workspace_create(m, max_batch, p.n_ctx, &e->ws)) != AR_OK) goto fail;
     if ((s = ar_pool_create(p.n_threads, p.pin && plan ? plan->verifier_cpus : NULL, &e->pool)) !=
@@ -84,9 +105,16 @@ void ar_engine_free(ar_engine *e) {
     free(e);
 }
 
+/* The drafter's sampling stream is derived from the same seed, so a generation reproduces
+ * whatever the context generated before (sampled trees draw from it). */
+static void seed_draft_rng(ar_engine *e) {
+    if (e->spec) ar_rng_seed(&e->spec->draft_rng, e->sampling.seed ^ 0x9e3779b97f4a7c15ull);
+}
+
 void ar_engine_set_sampling(ar_engine *e, const ar_sampler_params *sp) {
     e->sampling = *sp;
     ar_rng_seed(&e->rng, sp->seed);
+    seed_draft_rng(e);
 }
 
 void ar_engine_reset(ar_engine *e) {
@@ -328,7 +356,6 @@ ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec 
         spec_free(sp);
         return s;
     }
-    ar_rng_seed(&sp->draft_rng, e->sampling.seed ^ 0x9e3779b97f4a7c15ull);
     if (e->params.pipeline && ar_drafter_kind_of(d) == AR_DRAFTER_MODEL &&
         (s = start_pipeline(e, sp)) != AR_OK) {
         spec_free(sp);
@@ -336,6 +363,7 @@ ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec 
     }
     spec_free(e->spec);
     e->spec = sp;
+    seed_draft_rng(e);
     return AR_OK;
 }
 

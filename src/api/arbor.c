@@ -1,9 +1,16 @@
-/* arbor.c: the public C API (include/arbor.h) over the runtime and the scheduler's engine. */
+/* arbor.c: the public C API (include/arbor.h) over the runtime (src/) and the decoding engine
+ * (sched/). On top of the engine it adds what an embedding application needs: a checked
+ * argument with a one-line message for every failure, text in and out (tokenization, streaming
+ * detokenization, stop strings), cancellation, statistics, and the process-wide log sink. */
 #include "arbor.h"
 
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "sched/engine.h"
 #include "src/model.h"
@@ -19,6 +26,12 @@ _Static_assert(ARBOR_OK == (int)AR_OK && ARBOR_ERR_IO == (int)AR_ERR_IO &&
                    ARBOR_ERR_CANCELLED == (int)AR_ERR_CANCELLED &&
                    ARBOR_ERR_INTERNAL == (int)AR_ERR_INTERNAL,
                "arbor_status and ar_status must agree");
+_Static_assert(ARBOR_TOKEN_NONE == AR_TOKEN_NONE, "token sentinels must agree");
+_Static_assert(ARBOR_MAX_DEPTH_STATS == AR_ARRAY_LEN(((ar_engine_stats *)0)->drafted_at_depth),
+               "depth statistics must agree");
+
+#define FAIL(status, ...) ((arbor_status)ar_fail((ar_status)(status), __VA_ARGS__))
+#define MAX_THREADS       1024
 
 struct arbor_model {
     ar_model *m;
@@ -26,36 +39,79 @@ struct arbor_model {
 
 struct arbor_context {
     const arbor_model *model;
-    arbor_context_params params;
-    char *tree;
     ar_engine *engine;
     atomic_bool cancel;
     arbor_stats stats;
+    char *piece; /* streaming detokenizer output */
+    size_t piece_cap;
+    arbor_trace_fn trace;
+    void *trace_user;
 };
 
 /* ---- process-wide: the log sink ---- */
+
+/* Recursive, so a sink may call arbor functions that log; held while the sink runs, so calls
+ * to the sink never overlap. */
+static pthread_mutex_t log_mu;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static arbor_log_fn log_fn;
 static void *log_user;
-void arbor_set_log(arbor_log_fn fn, void *user) {
-    log_fn = fn;
-    log_user = user;
+
+static void log_init(void) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&log_mu, &a);
+    pthread_mutexattr_destroy(&a);
 }
 
-const char *arbor_last_error(void) { return ar_last_error(); }
-const char *arbor_status_string(arbor_status s) { return ar_status_name((ar_status)s); }
-const char *arbor_version(void) { return "0.1.0"; }
+void arbor_set_log(arbor_log_fn fn, void *user) {
+    pthread_once(&log_once, log_init);
+    pthread_mutex_lock(&log_mu);
+    log_fn = fn;
+    log_user = user;
+    pthread_mutex_unlock(&log_mu);
+}
+
+__attribute__((format(printf, 2, 3))) static void api_log(arbor_log_level level, const char *fmt,
+                                                          ...) {
+    pthread_once(&log_once, log_init);
+    pthread_mutex_lock(&log_mu);
+    if (log_fn) {
+        char line[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        log_fn(log_user, level, line);
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+#define STR2(x) #x
+#define STR(x)  STR2(x)
+const char *arbor_version(void) {
+    return STR(ARBOR_VERSION_MAJOR) "." STR(ARBOR_VERSION_MINOR) "." STR(ARBOR_VERSION_PATCH);
+}
+const char *arbor_last_error(void) {
+    return ar_last_error();
+}
+const char *arbor_status_string(arbor_status s) {
+    return ar_status_name((ar_status)s);
+}
 
 /* ---- models ---- */
+
 arbor_model_params arbor_model_default_params(void) {
     return (arbor_model_params){.vocab_only = false, .resident = false};
 }
 
 arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor_model **out) {
-    if (!out) return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "arbor_model_load: out is NULL");
+    if (!out) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_model_load: out is NULL");
     *out = NULL;
-    if (!path) return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "arbor_model_load: path is NULL");
+    if (!path) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_model_load: path is NULL");
     arbor_model *am = calloc(1, sizeof *am);
-    if (!am) return (arbor_status)ar_fail(AR_ERR_NOMEM, "out of memory");
+    if (!am) return FAIL(ARBOR_ERR_NOMEM, "arbor_model_load: out of memory");
     ar_model_params mp = ar_model_default_params();
     mp.vocab_only = params.vocab_only;
     mp.resident = params.resident;
@@ -64,6 +120,15 @@ arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor
         free(am);
         return (arbor_status)s;
     }
+    const ar_model *m = am->m;
+    if (m->vocab_only)
+        api_log(ARBOR_LOG_INFO, "%s: vocabulary of %d tokens", path, ar_vocab_n_tokens(m->vocab));
+    else
+        api_log(ARBOR_LOG_INFO, "%s: %s, %d layers, n_embd %d, vocabulary %d, %.1f MiB of weights",
+                path, ar_arch_name(m->hp.arch), m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab,
+                (double)ar_model_weight_bytes(m) / (1024.0 * 1024.0));
+    if (params.resident && !m->resident)
+        api_log(ARBOR_LOG_WARN, "%s: pre-faulted but not locked in memory (RLIMIT_MEMLOCK)", path);
     *out = am;
     return ARBOR_OK;
 }
@@ -75,7 +140,7 @@ void arbor_model_free(arbor_model *model) {
 }
 
 arbor_status arbor_model_get_info(const arbor_model *model, arbor_model_info *out) {
-    if (!model || !out) return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "NULL argument");
+    if (!model || !out) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_model_get_info: NULL argument");
     const ar_model *m = model->m;
     const ar_hparams *hp = &m->hp;
     *out = (arbor_model_info){
@@ -87,36 +152,71 @@ arbor_status arbor_model_get_info(const arbor_model *model, arbor_model_info *ou
         .n_head_kv = hp->n_head_kv,
         .n_ff = hp->n_ff,
         .n_ctx_train = hp->n_ctx_train,
-        .weight_bytes = ar_model_weight_bytes(m),
+        .weight_bytes = m->vocab_only ? 0 : ar_model_weight_bytes(m),
         .file_bytes = m->gguf->size,
     };
     return ARBOR_OK;
 }
 
+/* ---- tokenizer ---- */
+
 int32_t arbor_tokenize(const arbor_model *model, const char *text, size_t len, bool add_special,
                        bool parse_special, arbor_token *out, int32_t cap) {
-    if (!model || (!text && len) || cap < 0 || (!out && cap > 0))
-        return (int32_t)ar_fail(AR_ERR_INVALID_ARG, "arbor_tokenize: invalid argument");
-    int64_t n = ar_tokenize(model->m->vocab, text ? text : "", len, add_special, parse_special,
-                            out, cap);
-    if (n > INT32_MAX) return (int32_t)ar_fail(AR_ERR_NOMEM, "text has too many tokens");
+    if (!model) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_tokenize: model is NULL");
+    if (!text && len) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_tokenize: text is NULL");
+    if (cap < 0 || (!out && cap > 0))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_tokenize: no room for %d ids (out %s)", cap,
+                    out ? "given" : "NULL");
+    int64_t n =
+        ar_tokenize(model->m->vocab, text ? text : "", len, add_special, parse_special, out, cap);
+    if (n > INT32_MAX)
+        return FAIL(ARBOR_ERR_NOMEM, "arbor_tokenize: %lld tokens exceed INT32_MAX", (long long)n);
     return (int32_t)n;
 }
 
 int32_t arbor_token_to_piece(const arbor_model *model, arbor_token token, bool special, char *buf,
                              int32_t cap) {
-    if (!model || cap < 0 || (!buf && cap > 0))
-        return (int32_t)ar_fail(AR_ERR_INVALID_ARG, "arbor_token_to_piece: invalid argument");
+    if (!model) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_token_to_piece: model is NULL");
+    if (cap < 0 || (!buf && cap > 0))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_token_to_piece: no room for %d bytes (buf %s)",
+                    cap, buf ? "given" : "NULL");
     return ar_token_to_piece(model->m->vocab, token, special, buf, cap);
 }
 
-arbor_token arbor_token_bos(const arbor_model *model) { return ar_vocab_bos(model->m->vocab); }
-arbor_token arbor_token_eos(const arbor_model *model) { return ar_vocab_eos(model->m->vocab); }
+int32_t arbor_detokenize(const arbor_model *model, const arbor_token *tokens, int32_t n,
+                         bool special, char *buf, int32_t cap) {
+    if (!model) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_detokenize: model is NULL");
+    if (n < 0 || (!tokens && n > 0))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_detokenize: %d tokens (tokens %s)", n,
+                    tokens ? "given" : "NULL");
+    if (cap < 0 || (!buf && cap > 0))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_detokenize: no room for %d bytes (buf %s)", cap,
+                    buf ? "given" : "NULL");
+    const ar_vocab *v = model->m->vocab;
+    int64_t total = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t room = total < cap ? (int32_t)(cap - total) : 0;
+        int32_t k = ar_token_to_piece(v, tokens[i], special, room ? buf + total : NULL, room);
+        if (k < 0) return k;
+        total += k;
+        if (total > INT32_MAX)
+            return FAIL(ARBOR_ERR_NOMEM, "arbor_detokenize: text exceeds INT32_MAX bytes");
+    }
+    return (int32_t)total;
+}
+
+arbor_token arbor_token_bos(const arbor_model *model) {
+    return model ? ar_vocab_bos(model->m->vocab) : ARBOR_TOKEN_NONE;
+}
+arbor_token arbor_token_eos(const arbor_model *model) {
+    return model ? ar_vocab_eos(model->m->vocab) : ARBOR_TOKEN_NONE;
+}
 bool arbor_token_is_eog(const arbor_model *model, arbor_token token) {
-    return ar_vocab_is_eog(model->m->vocab, token);
+    return model && ar_vocab_is_eog(model->m->vocab, token);
 }
 
 /* ---- contexts ---- */
+
 arbor_context_params arbor_context_default_params(void) {
     return (arbor_context_params){.n_ctx = 0,
                                   .n_threads = 0,
@@ -125,68 +225,169 @@ arbor_context_params arbor_context_default_params(void) {
                                   .draft_kind = ARBOR_DRAFT_NONE,
                                   .draft_model = NULL,
                                   .draft_self_layers = 0,
-                                  .tree = NULL};
+                                  .tree = NULL,
+                                  .sched_costs = NULL,
+                                  .trace = NULL,
+                                  .trace_user = NULL};
+}
+
+/* Refuses a KV cache larger than the machine's memory up front (allocating and zeroing it
+ * would otherwise end in the OOM killer rather than in an error). */
+static arbor_status check_kv_size(const ar_model *verifier, const ar_model *drafter, int32_t n_ctx,
+                                  ar_type type) {
+    uint64_t bytes = ar_kv_bytes(verifier, n_ctx, 0, type);
+    if (drafter) bytes += ar_kv_bytes(drafter, n_ctx, 0, type);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+    if (bytes > phys)
+        return FAIL(ARBOR_ERR_NOMEM,
+                    "context of %d tokens needs %.1f GiB of KV cache, more than the machine's "
+                    "%.1f GiB",
+                    n_ctx, (double)bytes / 1073741824.0, (double)phys / 1073741824.0);
+    return ARBOR_OK;
+}
+
+static arbor_status check_context_params(const arbor_model *model, const arbor_context_params *p,
+                                         ar_tree_spec *spec) {
+    const ar_model *m = model->m;
+    if (m->vocab_only)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "%s: a vocabulary-only model cannot generate", m->path);
+    if (p->n_ctx < 0)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "context: n_ctx %d must be >= 0 (0: the model's %d)",
+                    p->n_ctx, m->hp.n_ctx_train);
+    if (p->n_threads < 0 || p->n_threads > MAX_THREADS)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "context: n_threads %d must be in [0, %d]", p->n_threads,
+                    MAX_THREADS);
+    if (p->n_batch < 0)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "context: n_batch %d must be >= 0", p->n_batch);
+    if (p->draft_kind < ARBOR_DRAFT_NONE || p->draft_kind > ARBOR_DRAFT_LOOKUP)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "context: unknown draft_kind %d", (int)p->draft_kind);
+    if (p->draft_kind == ARBOR_DRAFT_MODEL) {
+        if (!p->draft_model)
+            return FAIL(ARBOR_ERR_INVALID_ARG, "context: draft_kind MODEL needs draft_model");
+        const ar_model *dm = p->draft_model->m;
+        if (dm->vocab_only)
+            return FAIL(ARBOR_ERR_INVALID_ARG, "%s: a vocabulary-only model cannot draft",
+                        dm->path);
+        ar_status s = ar_vocab_compatible(m->vocab, dm->vocab);
+        if (s != AR_OK) return (arbor_status)s;
+    }
+    if (p->draft_kind == ARBOR_DRAFT_SELF &&
+        (p->draft_self_layers < 1 || p->draft_self_layers >= m->hp.n_layer))
+        return FAIL(ARBOR_ERR_INVALID_ARG,
+                    "context: draft_self_layers %d must be in [1, %d] (the verifier has %d)",
+                    p->draft_self_layers, m->hp.n_layer - 1, m->hp.n_layer);
+    if (p->tree || p->draft_kind != ARBOR_DRAFT_NONE) {
+        ar_status s = ar_tree_spec_parse(p->tree ? p->tree : "adaptive", spec);
+        if (s != AR_OK) return (arbor_status)s;
+    }
+    if (p->sched_costs && (p->draft_kind == ARBOR_DRAFT_NONE || spec->mode != AR_TREE_ADAPTIVE))
+        return FAIL(ARBOR_ERR_INVALID_ARG,
+                    "context: sched_costs %s needs a drafter and the adaptive tree",
+                    p->sched_costs);
+    int32_t n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
+    const ar_model *dm = p->draft_kind == ARBOR_DRAFT_MODEL ? p->draft_model->m : NULL;
+    return check_kv_size(m, dm, n_ctx, p->kv_f16 ? AR_TYPE_F16 : AR_TYPE_F32);
+}
+
+static ar_status attach_drafter(arbor_context *c, const arbor_context_params *p,
+                                const ar_tree_spec *spec) {
+    ar_engine *e = c->engine;
+    ar_drafter *d = NULL;
+    ar_status s;
+    if (p->draft_kind == ARBOR_DRAFT_LOOKUP)
+        s = ar_drafter_create_lookup(e->kv->cap, &d);
+    else if (p->draft_kind == ARBOR_DRAFT_SELF)
+        s = ar_drafter_create_model(c->model->m, p->draft_self_layers, e->kv->cap, e->pool, &d);
+    else
+        s = ar_drafter_create_model(p->draft_model->m, 0, e->kv->cap, e->pool, &d);
+    if (s != AR_OK) return s;
+    s = ar_engine_set_drafter(e, d, spec); /* owns d from here, also on failure */
+    if (s == AR_OK && p->sched_costs) s = ar_engine_load_costs(e, p->sched_costs);
+    return s;
+}
+
+/* The engine's step trace, passed on in the public struct. */
+static void trace_step(void *user, const ar_step_trace *t) {
+    const arbor_context *c = user;
+    arbor_step_trace at = {.step = t->step,
+                           .n_committed = t->n_committed,
+                           .drafted = t->drafted,
+                           .verified = t->verified,
+                           .depth = t->depth,
+                           .accepted = t->accepted,
+                           .draft_seconds = t->draft_seconds,
+                           .verify_seconds = t->verify_seconds,
+                           .threshold = t->threshold,
+                           .expected = t->expected,
+                           .reason = t->reason ? t->reason : ""};
+    c->trace(c->trace_user, &at);
+}
+
+static const char *draft_kind_name(const arbor_context_params *p) {
+    switch (p->draft_kind) {
+    case ARBOR_DRAFT_MODEL:
+        return p->draft_model->m->path;
+    case ARBOR_DRAFT_SELF:
+        return "self";
+    case ARBOR_DRAFT_LOOKUP:
+        return "lookup";
+    default:
+        return "none";
+    }
 }
 
 arbor_status arbor_context_create(const arbor_model *model, arbor_context_params params,
                                   arbor_context **out) {
-    if (!out) return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "arbor_context_create: out is NULL");
+    if (!out) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_context_create: out is NULL");
     *out = NULL;
-    if (!model) return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "arbor_context_create: no model");
-    if (params.n_ctx < 0 || params.n_threads < 0 || params.n_batch < 0)
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG,
-                                     "context: n_ctx, n_threads and n_batch must be >= 0");
-    if (params.draft_kind < ARBOR_DRAFT_NONE || params.draft_kind > ARBOR_DRAFT_LOOKUP)
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "context: unknown draft kind %d",
-                                     (int)params.draft_kind);
-    if (params.draft_kind == ARBOR_DRAFT_MODEL && !params.draft_model)
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "context: draft model missing");
-    if (params.draft_kind == ARBOR_DRAFT_SELF &&
-        (params.draft_self_layers < 1 || params.draft_self_layers >= model->m->hp.n_layer))
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG,
-                                     "context: self-drafting layers %d must be in [1, %d]",
-                                     params.draft_self_layers, model->m->hp.n_layer - 1);
+    if (!model) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_context_create: model is NULL");
     ar_tree_spec spec;
-    if (params.draft_kind != ARBOR_DRAFT_NONE) {
-        ar_status s = ar_tree_spec_parse(params.tree ? params.tree : "dynamic:16", &spec);
-        if (s != AR_OK) return (arbor_status)s;
-    }
-    if (params.draft_kind == ARBOR_DRAFT_MODEL) {
-        const ar_model *dm = params.draft_model->m;
-        if (dm->vocab_only)
-            return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "%s: the draft model is "
-                                                             "vocabulary-only", dm->path);
-        ar_status s = ar_vocab_compatible(model->m->vocab, dm->vocab);
-        if (s != AR_OK) return (arbor_status)s;
-    }
+    arbor_status st = check_context_params(model, &params, &spec);
+    if (st != ARBOR_OK) return st;
+
     arbor_context *c = calloc(1, sizeof *c);
-    if (!c) return (arbor_status)ar_fail(AR_ERR_NOMEM, "out of memory");
+    if (!c) return FAIL(ARBOR_ERR_NOMEM, "arbor_context_create: out of memory");
     c->model = model;
-    c->params = params;
-    if (params.tree) {
-        c->tree = strdup(params.tree);
-        c->params.tree = c->tree;
-    }
+    atomic_init(&c->cancel, false);
+    if (params.draft_threads < 0 || params.draft_threads > 1024)
+        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG,
+                                     "context: draft_threads %d out of range [0, 1024]",
+                                     params.draft_threads);
     ar_engine_params ep = {.n_ctx = params.n_ctx,
                            .n_threads = params.n_threads,
                            .n_batch = params.n_batch,
-                           .kv_type = params.kv_f16 ? AR_TYPE_F16 : AR_TYPE_F32};
+                           .kv_type = params.kv_f16 ? AR_TYPE_F16 : AR_TYPE_F32,
+                           .pin = params.pin_threads,
+                           .pipeline = params.pipeline,
+                           .draft_threads = params.draft_threads};
     ar_status s = ar_engine_create(model->m, ep, &c->engine);
-    if (s == AR_OK && params.draft_kind != ARBOR_DRAFT_NONE) {
-        ar_engine *e = c->engine;
-        ar_drafter *d = NULL;
-        if (params.draft_kind == ARBOR_DRAFT_LOOKUP)
-            s = ar_drafter_create_lookup(e->kv->cap, &d);
-        else if (params.draft_kind == ARBOR_DRAFT_SELF)
-            s = ar_drafter_create_model(model->m, params.draft_self_layers, e->kv->cap, e->pool, &d);
+    if (s == AR_OK && params.pin_threads) {
+        if (c->engine->pin_failed)
+            api_log(ARBOR_LOG_WARN, "threads could not be pinned to cores (not permitted here): "
+                                    "running unpinned");
         else
-            s = ar_drafter_create_model(params.draft_model->m, 0, e->kv->cap, e->pool, &d);
-        if (s == AR_OK) s = ar_engine_set_drafter(e, d, &spec);
+            api_log(ARBOR_LOG_INFO, "placement: %s", c->engine->placement);
     }
+    if (s == AR_OK && params.draft_kind != ARBOR_DRAFT_NONE) s = attach_drafter(c, &params, &spec);
     if (s != AR_OK) {
         arbor_context_free(c);
         return (arbor_status)s;
     }
+    if (params.trace) {
+        c->trace = params.trace;
+        c->trace_user = params.trace_user;
+        c->engine->trace = trace_step;
+        c->engine->trace_user = c;
+    }
+    const ar_engine *e = c->engine;
+    api_log(ARBOR_LOG_INFO, "context: %d tokens (%s KV cache, %.1f MiB), %d threads, drafter %s",
+            e->kv->cap, params.kv_f16 ? "f16" : "f32",
+            (double)ar_kv_bytes(model->m, e->kv->cap, 0, e->kv->type) / (1024.0 * 1024.0),
+            e->params.n_threads, draft_kind_name(&params));
+    if (e->kv->cap > model->m->hp.n_ctx_train)
+        api_log(ARBOR_LOG_WARN, "context of %d tokens exceeds the %d the model was trained with",
+                e->kv->cap, model->m->hp.n_ctx_train);
     *out = c;
     return ARBOR_OK;
 }
@@ -194,7 +395,7 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
 void arbor_context_free(arbor_context *ctx) {
     if (!ctx) return;
     ar_engine_free(ctx->engine);
-    free(ctx->tree);
+    free(ctx->piece);
     free(ctx);
 }
 
@@ -202,11 +403,17 @@ void arbor_context_reset(arbor_context *ctx) {
     if (ctx) ar_engine_reset(ctx->engine);
 }
 
+arbor_status arbor_save_costs(arbor_context *ctx, const char *path) {
+    if (!ctx || !path) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_save_costs: NULL argument");
+    return (arbor_status)ar_engine_save_costs(ctx->engine, path);
+}
+
 void arbor_cancel(arbor_context *ctx) {
     if (ctx) atomic_store(&ctx->cancel, true);
 }
 
 /* ---- generation ---- */
+
 arbor_sampling_params arbor_sampling_default_params(void) {
     ar_sampler_params d = ar_sampler_default_params();
     return (arbor_sampling_params){.temp = d.temp,
@@ -228,10 +435,37 @@ arbor_generate_params arbor_generate_default_params(void) {
                                    .n_stop = 0};
 }
 
+/* Every field, so a bad value is an error here rather than a silent fallback later. */
+static arbor_status check_generate_params(const arbor_generate_params *p) {
+    const arbor_sampling_params *sp = &p->sampling;
+    if (p->n_predict < -1)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "n_predict %d: must be >= 0, or -1 for no limit",
+                    p->n_predict);
+    if (isnan(sp->temp) || isnan(sp->top_p) || isnan(sp->min_p))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "sampling: temp %g, top_p %g, min_p %g: NaN",
+                    (double)sp->temp, (double)sp->top_p, (double)sp->min_p);
+    if (!(sp->repeat_penalty > 0.0f) || isinf(sp->repeat_penalty))
+        return FAIL(ARBOR_ERR_INVALID_ARG,
+                    "sampling: repeat_penalty %g must be positive and finite (1: off)",
+                    (double)sp->repeat_penalty);
+    if (sp->repeat_last_n < -1)
+        return FAIL(ARBOR_ERR_INVALID_ARG,
+                    "sampling: repeat_last_n %d must be >= 0, or -1 for the whole context",
+                    sp->repeat_last_n);
+    if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "%d stop strings at %s", p->n_stop,
+                    p->stop ? "an address" : "NULL");
+    for (int32_t i = 0; i < p->n_stop; i++)
+        if (!p->stop[i] || !p->stop[i][0])
+            return FAIL(ARBOR_ERR_INVALID_ARG, "stop string %d is %s", i,
+                        p->stop[i] ? "empty" : "NULL");
+    return ARBOR_OK;
+}
+
 arbor_status arbor_generate(arbor_context *ctx, const char *prompt,
                             const arbor_generate_params *params, arbor_token_fn fn, void *user) {
-    if (!ctx || !prompt)
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "arbor_generate: NULL argument");
+    if (!ctx) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_generate: ctx is NULL");
+    if (!prompt) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_generate: prompt is NULL");
     arbor_generate_params dflt = arbor_generate_default_params();
     if (!params) params = &dflt;
     const ar_vocab *v = ctx->model->m->vocab;
@@ -239,53 +473,111 @@ arbor_status arbor_generate(arbor_context *ctx, const char *prompt,
     int64_t n = ar_tokenize(v, prompt, len, params->add_special, params->parse_special, NULL, 0);
     if (n < 0) return (arbor_status)n;
     if (n > ctx->engine->kv->cap)
-        return (arbor_status)ar_fail(AR_ERR_CONTEXT_FULL,
-                                     "prompt of %lld tokens does not fit the context of %d",
-                                     (long long)n, ctx->engine->kv->cap);
+        return FAIL(ARBOR_ERR_CONTEXT_FULL, "prompt of %lld tokens does not fit the context of %d",
+                    (long long)n, ctx->engine->kv->cap);
     int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
-    if (!ids) return (arbor_status)ar_fail(AR_ERR_NOMEM, "out of memory");
+    if (!ids) return FAIL(ARBOR_ERR_NOMEM, "arbor_generate: out of memory");
     ar_tokenize(v, prompt, len, params->add_special, params->parse_special, ids, n);
     arbor_status s = arbor_generate_tokens(ctx, ids, (int32_t)n, params, fn, user);
     free(ids);
     return s;
 }
 
-/* True when the text generated so far ends a stop string that the last `added` bytes touch. */
-static bool hits_stop(const arbor_generate_params *p, const char *text, size_t len, size_t added) {
-    for (int32_t i = 0; i < p->n_stop; i++) {
-        const char *st = p->stop[i];
-        size_t sl = st ? strlen(st) : 0;
-        if (!sl || sl > len) continue;
-        /* any occurrence ending within the new bytes */
-        size_t first_end = len - added + 1 > sl ? len - added + 1 : sl;
-        for (size_t end = first_end; end <= len; end++)
-            if (!memcmp(text + end - sl, st, sl)) return true;
+/* The streaming side of one generation: detokenization and stop strings. */
+typedef struct stream {
+    arbor_context *ctx;
+    const arbor_generate_params *p;
+    arbor_token_fn fn;
+    void *user;
+    ar_detok dt;
+    char *tail; /* the end of the text so far, for stop strings */
+    size_t tail_len, tail_cap, max_stop;
+} stream;
+
+/* True when a stop string ends within the last `added` bytes of the tail. */
+static bool hits_stop(const stream *st, size_t added) {
+    for (int32_t i = 0; i < st->p->n_stop; i++) {
+        const char *stop = st->p->stop[i];
+        size_t sl = strlen(stop);
+        if (sl > st->tail_len) continue;
+        size_t first_end = AR_MAX(st->tail_len - added + 1, sl);
+        for (size_t end = first_end; end <= st->tail_len; end++)
+            if (!memcmp(st->tail + end - sl, stop, sl)) return true;
     }
     return false;
 }
 
-arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt,
-                                   int32_t n_prompt, const arbor_generate_params *params,
-                                   arbor_token_fn fn, void *user) {
-    if (!ctx || (!prompt && n_prompt > 0))
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "arbor_generate_tokens: NULL argument");
-    arbor_generate_params dflt = arbor_generate_default_params();
-    if (!params) params = &dflt;
-    if (params->n_predict < -1)
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG,
-                                     "n_predict %d: must be >= 0, or -1 for no limit",
-                                     params->n_predict);
-    if (params->n_stop < 0 || (params->n_stop > 0 && !params->stop))
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "invalid stop strings");
-    const arbor_sampling_params *sp = &params->sampling;
-    if (!(sp->temp == sp->temp) || !(sp->top_p == sp->top_p) || !(sp->min_p == sp->min_p) ||
-        !(sp->repeat_penalty > 0.0f))
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "invalid sampling parameters");
-    ar_engine *e = ctx->engine;
-    const ar_vocab *v = ctx->model->m->vocab;
-    atomic_store(&ctx->cancel, false);
-    memset(&ctx->stats, 0, sizeof ctx->stats);
-    memset(&e->stats, 0, sizeof e->stats);
+/* Appends the k bytes a token added to the tail and sets *hit when they complete a stop string.
+ * Only the last max_stop - 1 earlier bytes can begin a match that ends in the new ones. */
+static ar_status tail_push(stream *st, const char *text, size_t k, bool *hit) {
+    if (!st->max_stop || !k) return AR_OK;
+    size_t keep = AR_MIN(st->tail_len, st->max_stop - 1);
+    memmove(st->tail, st->tail + st->tail_len - keep, keep);
+    if (keep + k > st->tail_cap) {
+        char *nt = realloc(st->tail, keep + k);
+        if (!nt) return ar_fail(AR_ERR_NOMEM, "generate: out of memory for stop strings");
+        st->tail = nt;
+        st->tail_cap = keep + k;
+    }
+    memcpy(st->tail + keep, text, k);
+    st->tail_len = keep + k;
+    if (hits_stop(st, k)) *hit = true;
+    return AR_OK;
+}
+
+/* The printable bytes token t completes, in ctx->piece (grown to fit); < 0 on error. */
+static int32_t detok_push(stream *st, int32_t t) {
+    arbor_context *c = st->ctx;
+    const ar_vocab *v = c->model->m->vocab;
+    if (t >= ar_vocab_n_tokens(v)) return 0; /* an output row beyond the vocabulary: no text */
+    int32_t len = ar_token_to_piece(v, t, false, NULL, 0);
+    if (len < 0) return len;
+    size_t need = (size_t)len + sizeof st->dt.pending;
+    if (need > c->piece_cap) {
+        char *np = realloc(c->piece, need);
+        if (!np) return ar_fail(AR_ERR_NOMEM, "generate: out of memory for a %d-byte piece", len);
+        c->piece = np;
+        c->piece_cap = need;
+    }
+    return ar_detok_push(&st->dt, v, t, c->piece, (int32_t)c->piece_cap);
+}
+
+/* Streams one generated token; *stop is set when generation must end after it. */
+static ar_status emit(stream *st, int32_t t, bool *stop) {
+    int32_t k = detok_push(st, t);
+    if (k < 0) return (ar_status)k;
+    if (st->fn && !st->fn(st->user, t, st->ctx->piece, (size_t)k)) *stop = true;
+    return tail_push(st, st->ctx->piece, (size_t)k, stop);
+}
+
+/* After a normal end: the bytes of an incomplete character at the very end, as they are. */
+static void flush(stream *st) {
+    char held[sizeof st->dt.pending];
+    int32_t k = ar_detok_flush(&st->dt, held, (int32_t)sizeof held);
+    if (k > 0 && st->fn) st->fn(st->user, ARBOR_TOKEN_NONE, held, (size_t)k);
+}
+
+static void collect_stats(arbor_context *ctx, int32_t produced, double seconds) {
+    arbor_stats *st = &ctx->stats;
+    const ar_engine_stats *es = &ctx->engine->stats;
+    st->n_generated = produced;
+    st->generate_seconds = seconds;
+    st->tokens_per_second = seconds > 0 ? produced / seconds : 0.0;
+    st->n_verify = es->n_verify;
+    st->n_drafted = es->n_drafted;
+    st->n_accepted = es->n_accepted;
+    st->mean_accepted = es->n_verify ? (double)es->n_accepted / (double)es->n_verify : 0.0;
+    st->draft_seconds = es->draft_seconds;
+    st->verify_seconds = es->verify_seconds;
+    st->n_plain_steps = es->n_plain_steps;
+    st->n_pipelined = es->n_pipelined;
+    for (int i = 0; i < ARBOR_MAX_DEPTH_STATS; i++) {
+        st->drafted_at_depth[i] = es->drafted_at_depth[i];
+        st->accepted_at_depth[i] = es->accepted_at_depth[i];
+    }
+}
+
+static void set_sampling(ar_engine *e, const arbor_sampling_params *sp) {
     ar_sampler_params asp = {.temp = sp->temp,
                              .top_k = sp->top_k,
                              .top_p = sp->top_p,
@@ -293,7 +585,61 @@ arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt
                              .repeat_penalty = sp->repeat_penalty,
                              .repeat_last_n = sp->repeat_last_n,
                              .seed = sp->seed};
-    ar_engine_set_sampling(e, &asp);
+    ar_engine_set_sampling(e, &asp); /* reseeds the drafter's stream too */
+}
+
+/* The decoding loop: steps the engine and streams tokens until a limit, a stop or an error. */
+static ar_status decode(stream *st, int32_t *produced) {
+    arbor_context *ctx = st->ctx;
+    const arbor_generate_params *p = st->p;
+    const ar_vocab *v = ctx->model->m->vocab;
+    int32_t out[AR_BATCH_INVARIANT + 1];
+    bool stop = p->n_predict == 0;
+    while (!stop) {
+        if (atomic_load(&ctx->cancel))
+            return ar_fail(AR_ERR_CANCELLED, "generation cancelled after %d tokens", *produced);
+        int32_t cap = (int32_t)AR_ARRAY_LEN(out);
+        if (p->n_predict > 0) cap = AR_MIN(cap, p->n_predict - *produced);
+        int32_t got = 0;
+        ar_status s = ar_engine_step(ctx->engine, out, cap, &got);
+        if (s == AR_ERR_CONTEXT_FULL) {
+            ctx->stats.stopped_by_context = true;
+            api_log(ARBOR_LOG_WARN, "context full (%d tokens): generation stopped after %d tokens",
+                    ctx->engine->kv->cap, *produced);
+            return AR_OK;
+        }
+        if (s != AR_OK) return s;
+        for (int32_t i = 0; i < got && !stop; i++) {
+            int32_t t = out[i];
+            ++*produced;
+            if (!p->ignore_eos && ar_vocab_is_eog(v, t)) {
+                stop = true; /* not streamed: it prints nothing and ends the turn */
+                break;
+            }
+            if ((s = emit(st, t, &stop)) != AR_OK) return s;
+            if (p->n_predict > 0 && *produced >= p->n_predict) stop = true;
+        }
+    }
+    return AR_OK;
+}
+
+arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt, int32_t n_prompt,
+                                   const arbor_generate_params *params, arbor_token_fn fn,
+                                   void *user) {
+    if (!ctx) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_generate_tokens: ctx is NULL");
+    if (n_prompt < 1 || !prompt)
+        return FAIL(ARBOR_ERR_INVALID_ARG,
+                    "arbor_generate_tokens: a prompt of at least one token is needed (%d, %s)",
+                    n_prompt, prompt ? "given" : "NULL");
+    arbor_generate_params dflt = arbor_generate_default_params();
+    if (!params) params = &dflt;
+    arbor_status st = check_generate_params(params);
+    if (st != ARBOR_OK) return st;
+    ar_engine *e = ctx->engine;
+    atomic_store(&ctx->cancel, false);
+    memset(&ctx->stats, 0, sizeof ctx->stats);
+    memset(&e->stats, 0, sizeof e->stats);
+    set_sampling(e, &params->sampling);
 
     double t0 = ar_now();
     int32_t reused = 0;
@@ -304,86 +650,24 @@ arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt
     ctx->stats.n_prompt_reused = reused;
     ctx->stats.prompt_seconds = t1 - t0;
 
-    /* text generated so far, for stop strings (only the tail matters) */
-    size_t max_stop = 0;
+    stream sm = {.ctx = ctx, .p = params, .fn = fn, .user = user};
     for (int32_t i = 0; i < params->n_stop; i++)
-        if (params->stop[i]) max_stop = AR_MAX(max_stop, strlen(params->stop[i]));
-    size_t tail_cap = max_stop * 2 + 512, tail_len = 0;
-    char *tail = max_stop ? malloc(tail_cap) : NULL;
-    if (max_stop && !tail) return (arbor_status)ar_fail(AR_ERR_NOMEM, "out of memory");
-
-    ar_detok dt = {0};
-    char piece[512];
+        sm.max_stop = AR_MAX(sm.max_stop, strlen(params->stop[i]));
+    if (sm.max_stop) {
+        sm.tail_cap = sm.max_stop + 256;
+        if (!(sm.tail = malloc(sm.tail_cap)))
+            return FAIL(ARBOR_ERR_NOMEM, "generate: out of memory for stop strings");
+    }
     int32_t produced = 0;
-    int32_t step_out[AR_BATCH_INVARIANT + 1];
-    bool done = params->n_predict == 0;
-    while (!done) {
-        if (atomic_load(&ctx->cancel)) {
-            s = ar_fail(AR_ERR_CANCELLED, "generation cancelled");
-            break;
-        }
-        int32_t cap = (int32_t)AR_ARRAY_LEN(step_out);
-        if (params->n_predict > 0) cap = AR_MIN(cap, params->n_predict - produced);
-        int32_t got = 0;
-        s = ar_engine_step(e, step_out, cap, &got);
-        if (s == AR_ERR_CONTEXT_FULL) {
-            ctx->stats.stopped_by_context = true;
-            if (log_fn) log_fn(log_user, ARBOR_LOG_WARN, "context full: generation stopped");
-            s = AR_OK;
-            break;
-        }
-        if (s != AR_OK) break;
-        for (int32_t i = 0; i < got && !done; i++) {
-            int32_t t = step_out[i];
-            produced++;
-            if (ar_vocab_is_eog(v, t) && !params->ignore_eos) {
-                done = true;
-                break;
-            }
-            int32_t k = ar_detok_push(&dt, v, t, piece, (int32_t)sizeof piece);
-            if (k < 0) k = 0;
-            if (fn && !fn(user, t, piece, (size_t)k)) done = true;
-            if (tail && k > 0) {
-                if (tail_len + (size_t)k > tail_cap) { /* keep the last max_stop bytes */
-                    size_t keep = AR_MIN(tail_len, max_stop);
-                    memmove(tail, tail + tail_len - keep, keep);
-                    tail_len = keep;
-                }
-                size_t add = AR_MIN((size_t)k, tail_cap - tail_len);
-                memcpy(tail + tail_len, piece + (size_t)k - add, add);
-                tail_len += add;
-                if (hits_stop(params, tail, tail_len, add)) done = true;
-            }
-            if (params->n_predict > 0 && produced >= params->n_predict) done = true;
-        }
-    }
-    if (s == AR_OK && fn) { /* an incomplete UTF-8 character at the very end, as is */
-        int32_t k = ar_detok_flush(&dt, piece, (int32_t)sizeof piece);
-        if (k > 0) fn(user, -1, piece, (size_t)k);
-    }
-    free(tail);
-    double t2 = ar_now();
-    arbor_stats *st = &ctx->stats;
-    st->n_generated = produced;
-    st->generate_seconds = t2 - t1;
-    st->tokens_per_second = st->generate_seconds > 0 ? produced / st->generate_seconds : 0.0;
-    const ar_engine_stats *es = &e->stats;
-    st->n_verify = es->n_verify;
-    st->n_drafted = es->n_drafted;
-    st->n_accepted = es->n_accepted;
-    st->mean_accepted = es->n_verify ? (double)es->n_accepted / (double)es->n_verify : 0.0;
-    st->draft_seconds = es->draft_seconds;
-    st->verify_seconds = es->verify_seconds;
-    st->n_plain_steps = es->n_plain_steps;
-    for (int i = 0; i < ARBOR_MAX_DEPTH_STATS; i++) {
-        st->drafted_at_depth[i] = es->drafted_at_depth[i];
-        st->accepted_at_depth[i] = es->accepted_at_depth[i];
-    }
+    s = decode(&sm, &produced);
+    if (s == AR_OK) flush(&sm);
+    free(sm.tail);
+    collect_stats(ctx, produced, ar_now() - t1);
     return (arbor_status)s;
 }
 
 arbor_status arbor_get_stats(const arbor_context *ctx, arbor_stats *out) {
-    if (!ctx || !out) return (arbor_status)ar_fail(AR_ERR_INVALID_ARG, "NULL argument");
+    if (!ctx || !out) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_get_stats: NULL argument");
     *out = ctx->stats;
     return ARBOR_OK;
 }

@@ -1,5 +1,6 @@
 /* cmd_generate.c: `arbor generate`, a client of the public API (include/arbor.h). stdout carries
  * exactly the generated text, streamed; timing and diagnostics go to stderr. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,14 @@ static void usage(FILE *f) {
           "  -md DRAFT            speculative decoding with a drafter: DRAFT.gguf (a small model\n"
           "                       sharing the vocabulary), self:M (the model's own first M\n"
           "                       layers) or lookup (n-gram prompt lookup, no model)\n"
-          "  --tree SPEC          tree shape: chain:K, static:AxBx..., dynamic:N (default dynamic:16)\n"
+          "  --tree SPEC          tree shape: chain:K, static:AxBx..., dynamic:N or adaptive\n"
+          "                       (default: adaptive, the scheduler chooses)\n"
+          "  --sched-costs FILE   adaptive: use this cost table instead of calibrating\n"
+          "  --save-costs FILE    adaptive: write the calibrated cost table to FILE\n"
+          "  --trace              print every step's scheduling decision on stderr\n"
+          "  --pipeline           draft the next tree while the verifier checks the current one\n"
+          "  -td N                pipelining: drafter threads (default 1)\n"
+          "  --no-pin             do not pin threads to cores (default: pinned by the hwloc plan)\n"
           "  --stats              print statistics on stderr\n",
           f);
 }
@@ -43,17 +51,36 @@ static bool on_token(void *user, arbor_token token, const char *text, size_t len
     return true;
 }
 
-static char *read_file(const char *path) {
+static void print_step(void *user, const arbor_step_trace *t) {
+    (void)user;
+    fprintf(stderr,
+            "arbor: step %lld ctx %d drafted %d verified %d depth %d accepted %d draft %.2f ms "
+            "verify %.2f ms threshold %.4f expected %.2f: %s\n",
+            (long long)t->step, t->n_committed, t->drafted, t->verified, t->depth, t->accepted,
+            t->draft_seconds * 1e3, t->verify_seconds * 1e3, t->threshold, t->expected,
+            t->reason);
+}
+
+#define MAX_PROMPT_BYTES ((size_t)256 << 20)
+
+/* The whole file as a string, at most MAX_PROMPT_BYTES (a prompt file may be /dev/zero); NULL
+ * with *why set on failure. */
+static char *read_file(const char *path, const char **why) {
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f) {
+        *why = strerror(errno);
+        return NULL;
+    }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     size_t k;
+    *why = "out of memory";
     while (buf && (k = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += k;
         if (cap - len - 1 == 0) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = cap < MAX_PROMPT_BYTES ? realloc(buf, cap * 2) : NULL;
             if (!nb) {
+                if (cap >= MAX_PROMPT_BYTES) *why = "larger than 256 MiB";
                 free(buf);
                 buf = NULL;
                 break;
@@ -61,6 +88,11 @@ static char *read_file(const char *path) {
             buf = nb;
             cap *= 2;
         }
+    }
+    if (buf && ferror(f)) {
+        *why = "read error";
+        free(buf);
+        buf = NULL;
     }
     fclose(f);
     if (buf) buf[len] = 0;
@@ -71,7 +103,9 @@ int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft = NULL;
     arbor_context_params cp = arbor_context_default_params();
     arbor_generate_params gp = arbor_generate_default_params();
-    bool echo = false, stats = false;
+    cp.pin_threads = true; /* the tool owns its process: place threads by the hwloc plan */
+    bool echo = false, stats = false, trace = false;
+    const char *save_costs = NULL;
     const char *stops[16];
     int n_stops = 0;
     for (int i = 1; i < argc; i++) {
@@ -164,6 +198,22 @@ int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--tree")) {
             NEED_VALUE();
             cp.tree = v;
+        } else if (!strcmp(a, "--sched-costs")) {
+            NEED_VALUE();
+            cp.sched_costs = v;
+        } else if (!strcmp(a, "--save-costs")) {
+            NEED_VALUE();
+            save_costs = v;
+        } else if (!strcmp(a, "--trace")) {
+            trace = true;
+        } else if (!strcmp(a, "--pipeline")) {
+            cp.pipeline = true;
+        } else if (!strcmp(a, "--no-pin")) {
+            cp.pin_threads = false;
+        } else if (!strcmp(a, "-td") || !strcmp(a, "--threads-draft")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1024, &x)) return 2;
+            cp.draft_threads = (int32_t)x;
         } else if (!strcmp(a, "--stats")) {
             stats = true;
         } else {
@@ -174,16 +224,21 @@ int cmd_generate(int argc, char **argv) {
     if (!model_path) return cli_error(2, "generate: -m MODEL.gguf is required");
     if (!prompt && !prompt_file) return cli_error(2, "generate: -p PROMPT or -f FILE is required");
     if (prompt && prompt_file) return cli_error(2, "generate: give -p or -f, not both");
-    char *file_text = NULL;
-    if (prompt_file) {
-        file_text = read_file(prompt_file);
-        if (!file_text) return cli_error(1, "cannot read prompt file %s", prompt_file);
-        prompt = file_text;
-    }
     gp.stop = stops;
     gp.n_stop = n_stops;
 
     if (cp.tree && !draft) return cli_error(2, "generate: --tree needs a drafter (-md)");
+    if ((cp.sched_costs || save_costs) && !draft)
+        return cli_error(2, "generate: cost tables need a drafter (-md)");
+    /* read last: the usage errors above return with nothing to free */
+    char *file_text = NULL;
+    if (prompt_file) {
+        const char *why = NULL;
+        file_text = read_file(prompt_file, &why);
+        if (!file_text) return cli_error(1, "cannot read prompt file %s: %s", prompt_file, why);
+        prompt = file_text;
+    }
+    if (trace) cp.trace = print_step;
 
     int rc = 1;
     arbor_model *model = NULL, *draft_model = NULL;
@@ -213,6 +268,10 @@ int cmd_generate(int argc, char **argv) {
         cp.draft_model = draft_model;
     }
     if (arbor_context_create(model, cp, &ctx) != ARBOR_OK) {
+        cli_error(1, "%s", arbor_last_error());
+        goto done;
+    }
+    if (save_costs && arbor_save_costs(ctx, save_costs) != ARBOR_OK) {
         cli_error(1, "%s", arbor_last_error());
         goto done;
     }
