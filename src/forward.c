@@ -6,6 +6,7 @@
 
 #include "matmul.h"
 #include "model.h"
+#include "quants.h"
 
 struct ar_workspace {
     int32_t max_batch, n_ctx;
@@ -19,7 +20,7 @@ struct ar_workspace {
     float *rope_cs; /* [B][n_rot] cos, sin pairs */
     ar_matmul_scratch *mm;
     int n_thr;      /* per-thread attention buffers allocated for this many threads */
-    float *scores;  /* [n_thr][n_ctx] */
+    float *scores;  /* [n_thr][group][n_ctx] attention scores */
     int32_t *cells; /* [n_thr][n_ctx] */
 };
 
@@ -76,11 +77,13 @@ void ar_workspace_free(ar_workspace *w) {
     free(w);
 }
 
-static ar_status ensure_thread_buffers(ar_workspace *w, int n_thr) {
+/* Per-thread attention buffers: the visible cells of a row, and the scores of the `group` query
+ * heads that share a KV head. */
+static ar_status ensure_thread_buffers(ar_workspace *w, int n_thr, int group) {
     if (w->n_thr >= n_thr) return AR_OK;
     ar_aligned_free(w->scores);
     ar_aligned_free(w->cells);
-    w->scores = ar_aligned_alloc((size_t)n_thr * (size_t)w->n_ctx * sizeof(float));
+    w->scores = ar_aligned_alloc((size_t)n_thr * (size_t)w->n_ctx * (size_t)group * sizeof(float));
     w->cells = ar_aligned_alloc((size_t)n_thr * (size_t)w->n_ctx * sizeof(int32_t));
     w->n_thr = (w->scores && w->cells) ? n_thr : 0;
     return w->n_thr ? AR_OK : ar_fail(AR_ERR_NOMEM, "attention buffers: out of memory");
@@ -155,69 +158,39 @@ static int32_t visible_cells(const attn_job *j, int32_t i, int32_t *cells) {
     return t + j->w->depth[i] + 1;
 }
 
-static inline float kv_get(const ar_kv *kv, const uint8_t *cell, int idx) {
-    if (kv->type == AR_TYPE_F16) {
-        uint16_t h;
-        memcpy(&h, cell + 2 * (size_t)idx, 2);
-        return ar_fp16_lookup(h);
-    }
-    float f;
-    memcpy(&f, cell + 4 * (size_t)idx, 4);
-    return f;
-}
-
+/* One item = one row and one KV head: the query heads sharing that KV head are computed
+ * together (quants.h: ar_attn_args), so each visible cell's K and V are read once for them. */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     const ar_hparams *hp = j->hp;
     const ar_kv *kv = j->kv;
-    int hd = hp->head_dim, n_head = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    const int hd = hp->head_dim, n_kv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
     int64_t lo, hi;
-    ar_split((int64_t)(j->n - j->first) * n_head, 1, ith, nth, &lo, &hi);
-    float *scores = j->w->scores + (size_t)ith * j->w->n_ctx;
+    ar_split((int64_t)(j->n - j->first) * n_kv, 1, ith, nth, &lo, &hi);
     int32_t *cells = j->w->cells + (size_t)ith * j->w->n_ctx;
-    const float scale = 1.0f / sqrtf((float)hd);
-    int32_t row = -1, n_vis = 0;
-    const uint8_t *K = kv->k[j->layer], *V = kv->v[j->layer];
+    ar_attn_args a = {.k = kv->k[j->layer],
+                      .v = kv->v[j->layer],
+                      .cell_bytes = kv->cell_bytes,
+                      .cells = cells,
+                      .hd = hd,
+                      .group = group,
+                      .f16 = kv->type == AR_TYPE_F16,
+                      .scale = 1.0f / sqrtf((float)hd),
+                      .scores = j->w->scores + (size_t)ith * j->w->n_ctx * group};
+    const ar_attn_fn attend = ar_attn_get();
+    int32_t row = -1;
     for (int64_t item = lo; item < hi; item++) {
-        int32_t i = (int32_t)(item / n_head); /* workspace row */
-        int h = (int)(item % n_head), kvh = h / group;
+        const int32_t i = (int32_t)(item / n_kv); /* workspace row */
+        const int kvh = (int)(item % n_kv);
         if (i != row) {
             row = i;
-            n_vis = visible_cells(j, j->first + i, cells);
+            a.n = visible_cells(j, j->first + i, cells);
         }
-        const float *q = j->q + (size_t)i * n_head * hd + (size_t)h * hd;
-        float max = -INFINITY;
-        for (int32_t t = 0; t < n_vis; t++) {
-            const uint8_t *kc = K + (size_t)cells[t] * kv->cell_bytes;
-            float dot = 0.0f;
-            if (kv->type == AR_TYPE_F32) {
-                const float *k = (const float *)kc + (size_t)kvh * hd;
-                for (int d = 0; d < hd; d++) dot += q[d] * k[d];
-            } else {
-                for (int d = 0; d < hd; d++) dot += q[d] * kv_get(kv, kc, kvh * hd + d);
-            }
-            scores[t] = dot * scale;
-            if (scores[t] > max) max = scores[t];
-        }
-        double sum = 0.0;
-        for (int32_t t = 0; t < n_vis; t++) {
-            float e = expf(scores[t] - max);
-            scores[t] = e;
-            sum += (double)e;
-        }
-        float inv = (float)(1.0 / sum);
-        float *o = j->out + (size_t)i * n_head * hd + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int32_t t = 0; t < n_vis; t++) {
-            float p = scores[t] * inv;
-            const uint8_t *vc = V + (size_t)cells[t] * kv->cell_bytes;
-            if (kv->type == AR_TYPE_F32) {
-                const float *v = (const float *)vc + (size_t)kvh * hd;
-                for (int d = 0; d < hd; d++) o[d] += p * v[d];
-            } else {
-                for (int d = 0; d < hd; d++) o[d] += p * kv_get(kv, vc, kvh * hd + d);
-            }
-        }
+        const size_t head0 = (size_t)i * hp->n_head * hd + (size_t)kvh * group * hd;
+        a.q = j->q + head0;
+        a.out = j->out + head0;
+        a.head_offset = (size_t)kvh * hd * (a.f16 ? 2 : 4);
+        attend(&a);
     }
 }
 
@@ -229,11 +202,8 @@ static void store_kv(ar_kv *kv, int layer, int32_t cell, const float *k, const f
         memcpy(vd, v, kv->cell_bytes);
         return;
     }
-    for (int32_t d = 0; d < kv->kv_dim; d++) {
-        uint16_t hk = ar_fp32_to_fp16(k[d]), hv = ar_fp32_to_fp16(v[d]);
-        memcpy(kd + 2 * (size_t)d, &hk, 2);
-        memcpy(vd + 2 * (size_t)d, &hv, 2);
-    }
+    ar_fp32_to_fp16_row(k, (uint16_t *)kd, kv->kv_dim); /* cells are 2-byte aligned */
+    ar_fp32_to_fp16_row(v, (uint16_t *)vd, kv->kv_dim);
 }
 
 /* ---- the whole batch ---- */
@@ -320,7 +290,8 @@ ar_status ar_model_eval(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *
                            p, i);
         w->depth[i] = p < 0 ? 0 : w->depth[p] + 1;
     }
-    ar_status s = ensure_thread_buffers(w, pool ? ar_pool_threads(pool) : 1);
+    ar_status s =
+        ensure_thread_buffers(w, pool ? ar_pool_threads(pool) : 1, hp->n_head / hp->n_head_kv);
     if (s != AR_OK) return s;
     eval_rows(m, kv, w, pool, b, logits);
     return AR_OK;

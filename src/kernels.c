@@ -1,9 +1,88 @@
 /* kernels.c: run-time dispatch. ar_cpu_init (cpu.c) calls ar_kernels_select once with the best
  * instruction-set level the CPU (and the ARBOR_CPU cap) allows; each format's vec_dot_fast then
- * points at the fastest kernel of that level. Every kernel returns exactly the bits of the scalar
- * reference, so the choice changes speed, never results. */
+ * points at the fastest kernel of that level, and ar_gemm_get at its batched kernel. Every kernel
+ * returns exactly the bits of the scalar reference, so the choice changes speed, never results.
+ * Also here: the packing of activation panels for the batched kernels (layouts in quants.h). */
+#include <math.h>
+
 #include "cpu.h"
 #include "quants.h"
+
+static ar_gemm_set gemm_table[AR_TYPE_COUNT];
+
+/* ---- attention, portable ---- */
+
+static inline float kv_value(const ar_attn_args *a, const uint8_t *cache, int32_t cell, int d) {
+    const uint8_t *p = cache + (size_t)cell * a->cell_bytes + a->head_offset;
+    if (a->f16) {
+        uint16_t h;
+        memcpy(&h, p + 2 * (size_t)d, 2);
+        return ar_fp16_lookup(h);
+    }
+    float f;
+    memcpy(&f, p + 4 * (size_t)d, 4);
+    return f;
+}
+
+void ar_attn_scalar(const ar_attn_args *a) {
+    const int hd = a->hd;
+    for (int h = 0; h < a->group; h++) {
+        const float *q = a->q + (size_t)h * hd;
+        float *sc = a->scores + (size_t)h * a->n;
+        float max = -INFINITY;
+        for (int32_t t = 0; t < a->n; t++) {
+            float dot = 0.0f;
+            for (int d = 0; d < hd; d++) dot += q[d] * kv_value(a, a->k, a->cells[t], d);
+            sc[t] = dot * a->scale;
+            if (sc[t] > max) max = sc[t];
+        }
+        double sum = 0.0;
+        for (int32_t t = 0; t < a->n; t++) {
+            sc[t] = expf(sc[t] - max);
+            sum += (double)sc[t];
+        }
+        const float inv = (float)(1.0 / sum);
+        float *o = a->out + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
+        for (int32_t t = 0; t < a->n; t++) {
+            const float p = sc[t] * inv;
+            for (int d = 0; d < hd; d++) o[d] += p * kv_value(a, a->v, a->cells[t], d);
+        }
+    }
+}
+
+static ar_attn_fn attn_fast = ar_attn_scalar;
+ar_attn_fn ar_attn_get(void) {
+    return attn_fast;
+}
+
+static void fp16_row_scalar(const float *restrict x, uint16_t *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ar_fp32_to_fp16(x[i]);
+}
+static void (*quantize_fast)(ar_type, const float *restrict, void *restrict, int64_t) =
+    ar_quantize_row;
+static void (*fp16_row_fast)(const float *restrict, uint16_t *restrict, int64_t) = fp16_row_scalar;
+
+void ar_quantize_row_fast(ar_type vec_dot_type, const float *restrict x, void *restrict dst,
+                          int64_t n) {
+    quantize_fast(vec_dot_type, x, dst, n);
+}
+void ar_fp32_to_fp16_row(const float *restrict x, uint16_t *restrict dst, int64_t n) {
+    fp16_row_fast(x, dst, n);
+}
+
+/* The kernel with the most weight rows per register whose panel still holds all n columns (a
+ * small batch fills the register with rows instead of empty columns); else the widest panel. */
+const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n) {
+    if ((int)t < 0 || (int)t >= AR_TYPE_COUNT) return NULL;
+    const ar_gemm_set *set = &gemm_table[t];
+    if (n <= 1) return set->gemv;
+    for (int i = 2; i >= 0; i--)
+        if (set->by_rep[i] && set->by_rep[i]->lanes >= n) return set->by_rep[i];
+    for (int i = 0; i < 3; i++)
+        if (set->by_rep[i]) return set->by_rep[i];
+    return NULL;
+}
 
 typedef struct {
     ar_type type;
@@ -20,7 +99,28 @@ void ar_kernels_select(ar_simd_level level) {
                                   AR_TYPE_Q8_1, AR_TYPE_Q2_K, AR_TYPE_Q3_K, AR_TYPE_Q4_K,
                                   AR_TYPE_Q5_K, AR_TYPE_Q6_K, AR_TYPE_Q8_K};
     for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) ar_type_set_fast(all[i], NULL, NULL);
+    for (size_t i = 0; i < AR_TYPE_COUNT; i++) gemm_table[i] = (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    quantize_fast = ar_quantize_row;
+    fp16_row_fast = fp16_row_scalar;
+    attn_fast = ar_attn_scalar;
 #if defined(__x86_64__) || defined(__i386__)
+    /* batched kernels: the best level's, else the next lower one's */
+    for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) {
+        ar_gemm_set g = {{NULL, NULL, NULL}, NULL};
+        if (level >= AR_SIMD_AVX512) g = ar_gemm_avx512(all[i], level >= AR_SIMD_AVX512VNNI);
+        if (!g.by_rep[0] && level >= AR_SIMD_AVX2) g = ar_gemm_avx2(all[i]);
+        gemm_table[all[i]] = g;
+    }
+    if (level >= AR_SIMD_AVX2) {
+        quantize_fast = ar_quantize_row_avx2;
+        fp16_row_fast = ar_fp32_to_fp16_row_avx2;
+        attn_fast = ar_attn_avx2;
+    }
+    if (level >= AR_SIMD_AVX512) {
+        quantize_fast = ar_quantize_row_avx512;
+        fp16_row_fast = ar_fp32_to_fp16_row_avx512;
+        attn_fast = ar_attn_avx512;
+    }
     if (level >= AR_SIMD_AVX2) {
         static const kernel_row avx2[] = {
             {AR_TYPE_F32, ar_vec_dot_f32_avx2},   {AR_TYPE_F16, ar_vec_dot_f16_avx2},
@@ -54,4 +154,104 @@ void ar_kernels_select(ar_simd_level level) {
 #else
     (void)level;
 #endif
+}
+
+/* ---- activation panels ---- */
+
+size_t ar_panel_bytes(const ar_gemm_kernel *g, int64_t k) {
+    const size_t L = (size_t)g->width;
+    size_t bytes = 0;
+    switch (g->panel) {
+    case AR_PANEL_ROWS:
+        bytes = (size_t)k * sizeof(float);
+        break;
+    case AR_PANEL_Q32:
+        bytes = (size_t)(k / AR_QK) * L * 4 * (8 + 2 + (g->with_s ? 1 : 0));
+        break;
+    case AR_PANEL_QK:
+        bytes = (size_t)(k / AR_QK_K) * L * 4 * (64 + 1 + 8);
+        break;
+    }
+    return (bytes + 63) & ~(size_t)63;
+}
+
+static void pack_rows(ar_type vdt, const uint8_t *rows, size_t row_bytes, int ncols, int64_t k,
+                      float *restrict out) {
+    for (int c = 0; c < ncols; c++) {
+        const uint8_t *r = rows + (size_t)c * row_bytes;
+        float *o = out + (size_t)c * (size_t)k;
+        if (vdt == AR_TYPE_F32) memcpy(o, r, (size_t)k * sizeof(float));
+        else ar_type_get(vdt)->to_float(r, o, k); /* F16/BF16 widen exactly */
+    }
+}
+
+/* Lane c * rep + r of a record holds column c (for every r). */
+static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
+                     int64_t k, uint8_t *restrict panel) {
+    const int W = g->width, rep = g->rep;
+    const size_t bsz = g->with_s ? sizeof(ar_block_q8_1) : sizeof(ar_block_q8_0);
+    const size_t rec = (size_t)W * 4 * (8 + 2 + (g->with_s ? 1 : 0));
+    for (int64_t b = 0; b < k / AR_QK; b++) {
+        uint8_t *p = panel + (size_t)b * rec;
+        memset(p, 0, rec);
+        float *d = (float *)(p + 32 * W), *s = (float *)(p + 40 * W);
+        int32_t *corr = (int32_t *)(p + 36 * W);
+        for (int c = 0; c < ncols; c++) {
+            const uint8_t *blk = rows + (size_t)c * row_bytes + (size_t)b * bsz;
+            ar_half hd, hs = 0;
+            memcpy(&hd, blk, 2);
+            if (g->with_s) memcpy(&hs, blk + 2, 2);
+            const int8_t *qs = (const int8_t *)(blk + (g->with_s ? 4 : 2));
+            int sum = 0;
+            for (int j = 0; j < AR_QK; j++) sum += qs[j];
+            for (int r = 0; r < rep; r++) {
+                const int lane = c * rep + r;
+                for (int q = 0; q < 8; q++) memcpy(p + 4 * ((size_t)q * W + lane), qs + 4 * q, 4);
+                d[lane] = ar_half_to_float(hd);
+                corr[lane] = g->corr * sum;
+                if (g->with_s) s[lane] = ar_half_to_float(hs);
+            }
+        }
+    }
+}
+
+static void pack_qk(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
+                    int64_t k, uint8_t *restrict panel) {
+    const int W = g->width, rep = g->rep;
+    const size_t rec = (size_t)W * 4 * (64 + 1 + 8);
+    for (int64_t b = 0; b < k / AR_QK_K; b++) {
+        uint8_t *p = panel + (size_t)b * rec;
+        memset(p, 0, rec);
+        float *d = (float *)(p + 256 * W);
+        int16_t *bs = (int16_t *)(p + 260 * W);
+        for (int c = 0; c < ncols; c++) {
+            const ar_block_q8_K *blk =
+                (const ar_block_q8_K *)(rows + (size_t)c * row_bytes) + b;
+            for (int r = 0; r < rep; r++) {
+                const int lane = c * rep + r;
+                for (int q = 0; q < 64; q++)
+                    memcpy(p + 4 * ((size_t)q * W + lane), blk->qs + 4 * q, 4);
+                d[lane] = blk->d;
+                for (int j = 0; j < 8; j++) {
+                    bs[2 * ((size_t)j * W + lane)] = blk->bsums[2 * j];
+                    bs[2 * ((size_t)j * W + lane) + 1] = blk->bsums[2 * j + 1];
+                }
+            }
+        }
+    }
+}
+
+void ar_panel_pack(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
+                   int64_t k, uint8_t *restrict panel) {
+    switch (g->panel) {
+    case AR_PANEL_ROWS:
+        pack_rows(g->act, rows, row_bytes, ncols, k, (float *)panel);
+        break;
+    case AR_PANEL_Q32:
+        pack_q32(g, rows, row_bytes, ncols, k, panel);
+        break;
+    case AR_PANEL_QK:
+        pack_qk(g, rows, row_bytes, ncols, k, panel);
+        break;
+    }
 }

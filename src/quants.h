@@ -337,4 +337,111 @@ AR_FAST_DECL_Q(avx2)
 AR_FAST_DECL(avx512)
 AR_FAST_DECL_Q(avx512vnni)
 
+/* ---- batched kernels: weight rows against many activation columns (matmul.c) ----
+ * For batches of n >= 2 rows, matmul.c rounds every activation row exactly as for n = 1, then
+ * repacks the rounded rows into *panels* laid out for SIMD, and a kernel computes a few weight
+ * rows against the panels, unpacking each weight block once for all columns. Each output equals
+ * vec_dot of that weight row and that column bit for bit: integer sums are exact, and every float
+ * operation of the reference order (the contract above) is done per (row, column) pair, with the
+ * same operands, in the same order.
+ *
+ * The quantized kernels put one (column, weight row) pair in each 32-bit lane of a SIMD register
+ * of `width` lanes: lane c * rep + r holds column c and row r, so a panel has width / rep
+ * columns, each repeated rep times. rep > 1 fills the register when the batch is small.
+ *
+ * Panel layouts (columns past the batch are zero):
+ *  - AR_PANEL_ROWS (F32, F16, BF16): one column per panel (width = rep = 1): its rounded row
+ *    widened to F32, k floats.
+ *  - AR_PANEL_Q32 (Q8_0 / Q8_1 activations): per 32-value block, W = width lanes:
+ *      int8  q[8][W][4]  dword (g, lane) = the lane's column's quants 4g..4g+3
+ *      float d[W]        the block scale (fp16 widened)
+ *      int32 corr[W]     `corr` times the sum of the block's quants (the kernels take unsigned
+ *                        weight values u = value + offset and subtract offset * sum(a))
+ *      float s[W]        Q8_1 only (with_s): the block's s (fp16 widened)
+ *  - AR_PANEL_QK (Q8_K activations): per 256-value super-block:
+ *      int8  q[64][W][4] dword (g, lane) = the lane's column's quants 4g..4g+3
+ *      float d[W]
+ *      int16 bs[8][W][2] dword (k, lane) = the lane's column's bsums 2k and 2k+1
+ * Block records follow each other with no padding; a panel is `ar_panel_bytes` long. */
+typedef enum ar_panel_kind { AR_PANEL_ROWS, AR_PANEL_Q32, AR_PANEL_QK } ar_panel_kind;
+
+/* out[r * ngroups * lanes + g * lanes + c] = dot(weight row r, column c of panel g) for r < nrows
+ * (rows w_stride bytes apart from w), g < ngroups (panel g at panel + g * pstride, 64-byte
+ * aligned), c < lanes; rows of k values. */
+typedef void (*ar_gemm_fn)(int64_t k, const void *restrict w, size_t w_stride, int nrows,
+                           const uint8_t *restrict panel, size_t pstride, int ngroups,
+                           float *restrict out);
+
+typedef struct ar_gemm_kernel {
+    const char *path;     /* instruction-set level, as fast_path */
+    ar_panel_kind panel;
+    ar_type act;          /* the rounded rows' format (the weight format's vec_dot_type) */
+    int width;            /* 32-bit lanes of the kernel's registers */
+    int rep;              /* weight rows per register: lanes = width / rep columns per panel */
+    int lanes;            /* columns per panel */
+    int max_rows;         /* weight rows one call can take */
+    int max_groups;       /* panels one call can take */
+    int corr;             /* AR_PANEL_Q32: multiplier of the quant sums in corr[] */
+    bool with_s;          /* AR_PANEL_Q32: the panel carries Q8_1's s */
+    ar_gemm_fn run;
+} ar_gemm_kernel;
+
+/* The batched kernel for weights of type t and a batch of n columns on this CPU (set by
+ * ar_kernels_select), or NULL when there is none (matmul.c then calls vec_dot_fast per output). */
+const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n);
+/* Bytes of one panel of rows of k values (a multiple of 64). */
+size_t ar_panel_bytes(const ar_gemm_kernel *g, int64_t k);
+/* Packs ncols (1..lanes) rounded activation rows (vec_dot_type layout, `row_bytes` apart) into
+ * one panel; the remaining columns are zero. */
+void ar_panel_pack(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
+                   int64_t k, uint8_t *restrict panel);
+
+/* The kernels of one instruction-set level for type t, by rep (index 0: rep 1, 1: rep 2, 2: rep 4;
+ * NULL where there is none), and for a single column (gemv: a panel of one column, width 1, the
+ * kernel's lanes holding weight rows). */
+typedef struct ar_gemm_set {
+    const ar_gemm_kernel *by_rep[3];
+    const ar_gemm_kernel *gemv;
+} ar_gemm_set;
+
+/* ---- attention (forward.c): one query row, the query heads that share one KV head ----
+ * scores[h][t] = q_h · k_t * scale over the row's visible cells t (in position order), a softmax
+ * per head, out_h = sum over t of p[h][t] * v_t in cell order. The order of every operation
+ * depends only on the head dimension and the number of visible cells, never on other rows, so a
+ * row's result is the same in any batch; it may differ between instruction-set levels. */
+typedef struct ar_attn_args {
+    const float *q;            /* [group][hd] */
+    float *out;                /* [group][hd] */
+    const uint8_t *k, *v;      /* the layer's caches */
+    size_t cell_bytes;         /* bytes of one cell (all KV heads) */
+    size_t head_offset;        /* byte offset of this KV head in a cell */
+    const int32_t *cells;      /* [n] */
+    int32_t n;
+    int hd, group;
+    bool f16;                  /* cache of F16 values, else F32 */
+    float scale;
+    float *scores;             /* scratch [group][n] */
+} ar_attn_args;
+typedef void (*ar_attn_fn)(const ar_attn_args *a);
+/* The attention kernel for this CPU (set by ar_kernels_select). */
+ar_attn_fn ar_attn_get(void);
+void ar_attn_scalar(const ar_attn_args *a);
+void ar_attn_avx2(const ar_attn_args *a);
+void ar_attn_avx512(const ar_attn_args *a);
+
+/* ar_quantize_row and a row of ar_fp32_to_fp16, vectorised where the CPU allows: the same bytes
+ * for any input (kernels_act_*.c; dispatched by ar_kernels_select). */
+void ar_quantize_row_fast(ar_type vec_dot_type, const float *restrict x, void *restrict dst,
+                          int64_t n);
+void ar_fp32_to_fp16_row(const float *restrict x, uint16_t *restrict dst, int64_t n);
+void ar_quantize_row_avx2(ar_type vdt, const float *restrict x, void *restrict dst, int64_t n);
+void ar_quantize_row_avx512(ar_type vdt, const float *restrict x, void *restrict dst, int64_t n);
+void ar_fp32_to_fp16_row_avx2(const float *restrict x, uint16_t *restrict dst, int64_t n);
+void ar_fp32_to_fp16_row_avx512(const float *restrict x, uint16_t *restrict dst, int64_t n);
+
+/* kernels_mm_avx2.c (AVX2 + FMA + F16C) and kernels_mm_avx512.c (AVX-512 F/BW/VL/DQ; the
+ * quantized kernels also VNNI, asked for with vnni): the kernels of type t. */
+ar_gemm_set ar_gemm_avx2(ar_type t);
+ar_gemm_set ar_gemm_avx512(ar_type t, bool vnni);
+
 #endif

@@ -103,16 +103,13 @@ int cmd_tokenize(int argc, char **argv) {
         } else if (!strcmp(a, "--no-parse-special")) {
             parse_special = false;
         } else {
-            usage(stderr);
-            return cli_error(2, "tokenize: unknown argument '%s'", a);
+            return cli_error(2, "tokenize: unknown argument '%s' (see arbor tokenize --help)", a);
         }
     }
     if (!model) {
-        usage(stderr);
-        return cli_error(2, "tokenize: -m MODEL.gguf is required");
+        return cli_error(2, "tokenize: -m MODEL.gguf is required (see arbor tokenize --help)");
     }
     if (!!prompt == !!file) {
-        usage(stderr);
         return cli_error(2, "tokenize: give the text with exactly one of -p TEXT and -f FILE");
     }
 

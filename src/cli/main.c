@@ -13,6 +13,9 @@ static const struct {
     {"generate", cmd_generate, "generate text (plain or speculative decoding)"},
     {"info", cmd_info, "describe a GGUF model file"},
     {"tokenize", cmd_tokenize, "show how a model's tokenizer splits text"},
+    {"topo", cmd_topo, "show the machine's topology and the thread placement plan"},
+    {"synth", cmd_synth, "write a deterministic random-weight model (presets, drafters)"},
+    {"bench", cmd_bench, "benchmarks: speculation modes, decoding, kernels, tokenizer"},
 };
 
 static void usage(FILE *f) {

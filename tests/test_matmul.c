@@ -1,0 +1,221 @@
+/* test_matmul.c: ar_matmul against the scalar reference, element by element and bit for bit.
+ * For every weight format, at every instruction-set level this CPU has (scalar, AVX2, AVX-512),
+ * for batch sizes 1..70 (so partial and multiple panels), row lengths with partial block groups,
+ * realistic (quantizer-made) and hostile (random-byte) weights, with 1 and 2 threads, y = W·x and
+ * y += W·x: each output must equal the reference vec_dot of its weight row and its rounded
+ * activation row. That is the batch invariance of matmul: a column never depends on the others. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/cpu.h"
+#include "src/matmul.h"
+#include "src/quants.h"
+
+static void init(void) {
+    ar_runtime_init();
+}
+static void fini(void) {
+    ar_kernels_select(ar_cpu()->level); /* restore the dispatch */
+}
+TestSuite(matmul, .init = init, .fini = fini);
+
+static uint64_t rng_state = 12345;
+static uint64_t rng_next(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rng_float(void) { /* roughly normal */
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += (float)((double)(rng_next() >> 11) * 0x1p-53) - 0.5f;
+    return s;
+}
+
+/* Same bits, or both NaN (NaN payloads may differ between paths). */
+static bool same(float a, float b) {
+    return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b));
+}
+
+static const ar_type formats[] = {AR_TYPE_F32,  AR_TYPE_F16,  AR_TYPE_BF16, AR_TYPE_Q4_0,
+                                  AR_TYPE_Q4_1, AR_TYPE_Q5_0, AR_TYPE_Q5_1, AR_TYPE_Q8_0,
+                                  AR_TYPE_Q2_K, AR_TYPE_Q3_K, AR_TYPE_Q4_K, AR_TYPE_Q5_K,
+                                  AR_TYPE_Q6_K};
+
+/* Makes `rows` weight rows of k values: quantized from random floats, or random bytes. */
+static uint8_t *make_weights(ar_type t, int64_t k, int rows, bool hostile) {
+    const ar_type_traits *tt = ar_type_get(t);
+    const size_t rb = ar_row_size(t, k);
+    uint8_t *w = malloc(rb * (size_t)rows);
+    cr_assert(w);
+    if (hostile) {
+        for (size_t i = 0; i < rb * (size_t)rows; i++) w[i] = (uint8_t)rng_next();
+        if (t == AR_TYPE_F32 || t == AR_TYPE_F16 || t == AR_TYPE_BF16) return w; /* any bits */
+        return w;
+    }
+    float *f = malloc(sizeof(float) * (size_t)k);
+    for (int r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < k; i++) f[i] = rng_float() * (r % 3 == 0 ? 1e-3f : 1.0f);
+        tt->from_float(f, w + (size_t)r * rb, k);
+    }
+    free(f);
+    return w;
+}
+
+static void check(ar_type t, int64_t k, int rows, int n, bool hostile, ar_pool *pool,
+                  const char *level) {
+    const ar_type_traits *tt = ar_type_get(t);
+    const ar_type vdt = tt->vec_dot_type;
+    const size_t rb = ar_row_size(t, k), ab = ar_row_size(vdt, k);
+    uint8_t *w = make_weights(t, k, rows, hostile);
+    ar_tensor W = {.name = "w", .type = t, .ne = {k, rows, 1, 1}, .nb1 = rb, .data = w};
+    float *x = malloc(sizeof(float) * (size_t)k * (size_t)n);
+    for (int64_t i = 0; i < k * n; i++) x[i] = rng_float() * ((i / k) % 4 == 1 ? 100.f : 1.f);
+    if (n > 2) memset(x + k, 0, sizeof(float) * (size_t)k); /* an all-zero column */
+    float *y = malloc(sizeof(float) * (size_t)rows * (size_t)n);
+    float *y0 = malloc(sizeof(float) * (size_t)rows * (size_t)n);
+    uint8_t *xq = malloc(ab * (size_t)n);
+    for (int c = 0; c < n; c++) ar_quantize_row(vdt, x + (size_t)c * k, xq + (size_t)c * ab, k);
+    ar_matmul_scratch *s;
+    cr_assert_eq(ar_matmul_scratch_create(n, k, &s), AR_OK);
+    for (int add = 0; add <= 1; add++) {
+        for (int i = 0; i < rows * n; i++) y0[i] = y[i] = add ? rng_float() : NAN;
+        if (add) ar_matmul_add(s, pool, &W, x, n, y);
+        else ar_matmul(s, pool, &W, x, n, y);
+        for (int c = 0; c < n; c++)
+            for (int r = 0; r < rows; r++) {
+                float ref;
+                tt->vec_dot(k, &ref, w + (size_t)r * rb, xq + (size_t)c * ab);
+                if (add) ref = y0[(size_t)c * rows + r] + ref;
+                const float got = y[(size_t)c * rows + r];
+                cr_assert(same(got, ref),
+                          "%s %s k=%lld n=%d%s%s: y[%d][%d] = %a, reference %a", level, tt->name,
+                          (long long)k, n, hostile ? " hostile" : "", add ? " (add)" : "", c, r,
+                          got, ref);
+            }
+    }
+    ar_matmul_scratch_free(s);
+    free(xq);
+    free(y0);
+    free(y);
+    free(x);
+    free(w);
+}
+
+static void check_level(ar_simd_level level) {
+    if (level > ar_cpu()->level) return;
+    ar_kernels_select(level);
+    ar_pool *pool;
+    cr_assert_eq(ar_pool_create(2, NULL, &pool), AR_OK);
+    static const int ns[] = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 48, 64, 65, 70};
+    for (size_t f = 0; f < AR_ARRAY_LEN(formats); f++) {
+        const ar_type t = formats[f];
+        const int64_t bs = ar_type_get(t)->blck_size;
+        /* lengths: one block, partial groups of 8 blocks, several groups */
+        const int64_t ks[] = {bs == 1 ? 7 : bs, bs == 1 ? 33 : 3 * bs, bs == 1 ? 288 : 9 * bs,
+                              bs == 1 ? 1000 : (bs == 32 ? 17 * bs : 2 * bs)};
+        for (size_t ki = 0; ki < AR_ARRAY_LEN(ks); ki++)
+            for (size_t ni = 0; ni < AR_ARRAY_LEN(ns); ni++) {
+                const int rows = 5 + (int)(ni % 3) * 7;
+                check(t, ks[ki], rows, ns[ni], false, ni % 2 ? pool : NULL, ar_simd_name(level));
+                if (ki == 2) check(t, ks[ki], rows, ns[ni], true, pool, ar_simd_name(level));
+            }
+    }
+    ar_pool_free(pool);
+}
+
+Test(matmul, scalar_level, .timeout = 120) {
+    check_level(AR_SIMD_SCALAR);
+}
+Test(matmul, avx2_level, .timeout = 120) {
+    check_level(AR_SIMD_AVX2);
+}
+Test(matmul, avx512_level, .timeout = 120) {
+    check_level(AR_SIMD_AVX512);
+}
+Test(matmul, avx512vnni_level, .timeout = 120) {
+    check_level(AR_SIMD_AVX512VNNI);
+}
+
+/* The batched kernels exist where they should (a format without one silently falls back to one
+ * dot product per output, which is correct but slow). */
+Test(matmul, batched_kernels_present) {
+    if (ar_cpu()->level < AR_SIMD_AVX2) return;
+    for (size_t f = 0; f < AR_ARRAY_LEN(formats); f++) {
+        const ar_gemm_kernel *g = ar_gemm_get(formats[f], 16);
+        cr_assert(g, "%s has no batched kernel", ar_type_get(formats[f])->name);
+        cr_assert(g->lanes >= 1 && g->max_groups >= 1 && g->max_rows * g->lanes * g->max_groups <= 256);
+    }
+}
+
+/* Rows meant to break a vectorised quantizer: ties (x * 127/amax landing on .5), zeros, one
+ * large value, subnormals, a repeated max of both signs (Q8_K keeps the first), non-finite. */
+static void fill_hostile_row(float *x, int64_t k, int kind) {
+    for (int64_t i = 0; i < k; i++) {
+        switch (kind) {
+        case 0: x[i] = rng_float(); break;
+        case 1: x[i] = (float)((int64_t)(rng_next() % 255) - 127) * 0.5f; break; /* ties */
+        case 2: x[i] = 0.0f; break;
+        case 3: x[i] = i % 7 == 0 ? 1e30f : rng_float() * 1e-3f; break;
+        case 4: x[i] = rng_float() * 1e-40f; break; /* subnormal */
+        case 5: x[i] = (i % 2 ? -1.0f : 1.0f) * (float)(i % 3); break;
+        case 6: x[i] = i == k / 2 ? NAN : rng_float(); break;
+        case 7: x[i] = i == 3 ? -INFINITY : rng_float(); break;
+        default: x[i] = -0.0f; break;
+        }
+    }
+}
+
+Test(matmul, fast_activation_rounding_is_exact) {
+    static const ar_type vdts[] = {AR_TYPE_Q8_0, AR_TYPE_Q8_1, AR_TYPE_Q8_K};
+    const int64_t k = 1024;
+    float *x = malloc(sizeof(float) * k);
+    uint8_t *a = malloc(2 * k), *b = malloc(2 * k);
+    for (int level = AR_SIMD_SCALAR; level <= (int)ar_cpu()->level; level++) {
+        ar_kernels_select((ar_simd_level)level);
+        for (size_t v = 0; v < AR_ARRAY_LEN(vdts); v++)
+            for (int kind = 0; kind < 9; kind++)
+                for (int rep = 0; rep < 4; rep++) {
+                    fill_hostile_row(x, k, kind);
+                    const size_t bytes = ar_row_size(vdts[v], k);
+                    memset(a, 0xAA, bytes);
+                    memset(b, 0x55, bytes);
+                    ar_quantize_row(vdts[v], x, a, k);
+                    ar_quantize_row_fast(vdts[v], x, b, k);
+                    cr_assert(!memcmp(a, b, bytes), "%s: %s row kind %d differs",
+                              ar_simd_name((ar_simd_level)level), ar_type_get(vdts[v])->name, kind);
+                }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
+Test(matmul, fast_fp16_rows_are_exact) {
+    const int64_t k = 4099; /* a tail */
+    float *x = malloc(sizeof(float) * k);
+    uint16_t *h = malloc(2 * k);
+    for (int level = AR_SIMD_SCALAR; level <= (int)ar_cpu()->level; level++) {
+        ar_kernels_select((ar_simd_level)level);
+        for (int kind = 0; kind < 12; kind++) {
+            for (int64_t i = 0; i < k; i++) {
+                uint32_t bits = (uint32_t)rng_next();
+                if (kind == 9) bits = (bits & 0x807fffffu) | 0x7f800000u; /* inf and NaN payloads */
+                if (kind == 10) bits = (bits & 0x83ffffffu) | 0x38000000u; /* around half range */
+                float f;
+                memcpy(&f, &bits, 4);
+                if (kind < 9) fill_hostile_row(&f, 1, kind), f = kind == 0 ? f * 70000.f : f;
+                if (kind == 11) f = (float)(int)(rng_next() % 4096) + 0.5f; /* ties */
+                x[i] = f;
+            }
+            ar_fp32_to_fp16_row(x, h, k);
+            for (int64_t i = 0; i < k; i++)
+                cr_assert_eq(h[i], ar_fp32_to_fp16(x[i]), "%s: fp16(%a) = %04x, scalar %04x",
+                             ar_simd_name((ar_simd_level)level), x[i], h[i], ar_fp32_to_fp16(x[i]));
+        }
+    }
+    free(x);
+    free(h);
+}
