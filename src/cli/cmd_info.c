@@ -4,10 +4,14 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "src/cpu.h"
 #include "src/gguf.h"
+#include "src/tensor.h"
 
 #define TOKEN_ID_NONE   4294967295u /* tokenizer.ggml.*_token_id: "no such token" */
 #define MAX_SHOWN_BYTES 64          /* of a string value */
@@ -15,9 +19,10 @@
 #define MAX_SHOWN_STRS  5           /* elements of a string array */
 
 static void usage(FILE *out) {
-    fputs("usage: arbor info MODEL.gguf\n"
+    fputs("usage: arbor info [--cpu] [MODEL.gguf]\n"
           "Prints a GGUF file's format version, architecture, hyperparameters, tokenizer,\n"
-          "other metadata and tensor table.\n",
+          "other metadata and tensor table. --cpu: the CPU features run-time dispatch sees\n"
+          "and the kernel path each tensor format uses.\n",
           out);
 }
 
@@ -237,19 +242,46 @@ static void print_info(const ar_gguf *g) {
     print_tensors(g);
 }
 
+/* `--cpu`: the features run-time dispatch sees and the dot-product path each format uses. */
+static void print_cpu(void) {
+    ar_runtime_init();
+    const ar_cpu_features *f = ar_cpu();
+    printf("cpu: %s\n", f->brand[0] ? f->brand : "(unknown)");
+    printf("features: avx2 %d fma %d f16c %d avx512f %d avx512bw %d avx512vl %d avx512dq %d "
+           "avx512vnni %d avx512bf16 %d\n",
+           f->avx2, f->fma, f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512dq,
+           f->avx512vnni, f->avx512bf16);
+    printf("SIMD level: %s%s\n", ar_simd_name(f->level),
+           getenv("ARBOR_CPU") ? " (capped by ARBOR_CPU)" : "");
+    printf("%-6s %-12s %s\n", "format", "activations", "dot-product path");
+    for (int t = 0; t < AR_TYPE_COUNT; t++) {
+        const ar_type_traits *tt = ar_type_get((ar_type)t);
+        if (!tt) continue;
+        const ar_type_traits *at = ar_type_get(tt->vec_dot_type);
+        printf("%-6s %-12s %s\n", tt->name, at ? at->name : "?", tt->fast_path);
+    }
+}
+
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
+    bool cpu = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
         }
+        if (strcmp(a, "--cpu") == 0) {
+            cpu = true;
+            continue;
+        }
         if (a[0] == '-' && a[1] != 0)
             return cli_error(2, "info: unknown option '%s' (see arbor info --help)", a);
         if (path) return cli_error(2, "info: more than one model given ('%s', '%s')", path, a);
         path = a;
     }
+    if (cpu) print_cpu();
+    if (!path && cpu) return fflush(stdout) == 0 ? 0 : 1;
     if (!path) return cli_error(2, "info: no model given (usage: arbor info MODEL.gguf)");
     ar_gguf *g = NULL;
     if (ar_gguf_open(path, &g) != AR_OK) return cli_error(1, "%s", ar_last_error());
