@@ -38,7 +38,7 @@
 #define DEFAULT_EPS          0.05f
 #define DEFAULT_DRAFT_LAYERS 2
 #define DEFAULT_SEED         1
-#define DEFAULT_MODES        "plain;chain:4;static:2x2x1;dynamic:8;adaptive"
+#define DEFAULT_MODES        "plain;chain:4;dynamic:8;adaptive"
 #define DEFAULT_N            32 /* the default run is sized for five minutes on two cores */
 #define DEFAULT_REPS         2
 #define DEFAULT_PROMPTS      2 /* the two short prompts: prefill is not what is measured */
@@ -423,6 +423,8 @@ static bool write_json(const char *path, const run_entry *runs, int n_runs, cons
     bj_object(&j, "config");
     bj_int(&j, "n_predict", o->n_predict);
     bj_int(&j, "reps", o->reps);
+    bj_int(&j, "n_ctx", o->n_ctx);
+    bj_int(&j, "threads", o->threads);
     bj_num(&j, "temp", o->temp);
     bj_int(&j, "seed", (int64_t)o->seed);
     bj_array(&j, "prompts");
