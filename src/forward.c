@@ -91,13 +91,10 @@ static ar_status ensure_thread_buffers(ar_workspace *w, int n_thr, int group) {
 
 /* ---- the math, one row at a time ---- */
 
-/* o = x / sqrt(mean(x^2) + eps) * g; the sum of squares in double, as ggml does */
+/* o = x / sqrt(mean(x^2) + eps) * g; the sum of squares in double, as ggml does (vectorised:
+ * quants.h) */
 static void rmsnorm(float *o, const float *x, const float *g, int n, float eps) {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
-    float mean = (float)(ss / n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    for (int i = 0; i < n; i++) o[i] = (x[i] * scale) * g[i];
+    ar_rmsnorm_row(o, x, g, n, eps);
 }
 
 /* cos/sin of the rotation angles for position pos: angle_i = pos * scale * base^(-2i/n_rot),
@@ -129,7 +126,8 @@ static void rope_apply(float *x, int n_heads, int hd, int n_rot, const float *cs
     }
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+/* g = silu(g) * u over n values (vectorised: quants.h) */
+static void swiglu(float *g, const float *u, size_t n) { ar_swiglu_row(g, u, (int64_t)n); }
 
 /* ---- attention over the visible cells of each row ---- */
 
@@ -252,7 +250,7 @@ static void eval_rows(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *po
             rmsnorm(w->xn + (size_t)i * E, w->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps);
         ar_matmul(w->mm, pool, &L->w_gate, w->xn, n, w->hg);
         ar_matmul(w->mm, pool, &L->w_up, w->xn, n, w->hu);
-        for (size_t t = 0; t < (size_t)n * hp->n_ff; t++) w->hg[t] = silu(w->hg[t]) * w->hu[t];
+        swiglu(w->hg, w->hu, (size_t)n * hp->n_ff);
         ar_matmul_add(w->mm, pool, &L->w_down, w->hg, n, w->x); /* x += down · (silu(g) * u) */
     }
 

@@ -3,6 +3,7 @@
  * points at the fastest kernel of that level, and ar_gemm_get at its batched kernel. Every kernel
  * returns exactly the bits of the scalar reference, so the choice changes speed, never results.
  * Also here: the packing of activation panels for the batched kernels (layouts in quants.h). */
+#include <cblas.h>
 #include <math.h>
 
 #include "cpu.h"
@@ -51,6 +52,30 @@ void ar_attn_scalar(const ar_attn_args *a) {
     }
 }
 
+/* ---- elementwise, portable ---- */
+
+static void rmsnorm_scalar(float *restrict o, const float *restrict x, const float *restrict g,
+                           int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    const float mean = (float)(ss / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) o[i] = (x[i] * scale) * g[i];
+}
+static void swiglu_scalar(float *restrict g, const float *restrict u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+static void (*rmsnorm_fast)(float *restrict, const float *restrict, const float *restrict, int,
+                            float) = rmsnorm_scalar;
+static void (*swiglu_fast)(float *restrict, const float *restrict, int64_t) = swiglu_scalar;
+void ar_rmsnorm_row(float *restrict o, const float *restrict x, const float *restrict g, int n,
+                    float eps) {
+    rmsnorm_fast(o, x, g, n, eps);
+}
+void ar_swiglu_row(float *restrict g, const float *restrict u, int64_t n) {
+    swiglu_fast(g, u, n);
+}
+
 static ar_attn_fn attn_fast = ar_attn_scalar;
 ar_attn_fn ar_attn_get(void) {
     return attn_fast;
@@ -59,8 +84,8 @@ ar_attn_fn ar_attn_get(void) {
 static void fp16_row_scalar(const float *restrict x, uint16_t *restrict dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = ar_fp32_to_fp16(x[i]);
 }
-static void (*quantize_fast)(ar_type, const float *restrict, void *restrict, int64_t) =
-    ar_quantize_row;
+static void (*quantize_fast)(ar_type, const float *restrict, void *restrict,
+                             int64_t) = ar_quantize_row;
 static void (*fp16_row_fast)(const float *restrict, uint16_t *restrict, int64_t) = fp16_row_scalar;
 
 void ar_quantize_row_fast(ar_type vec_dot_type, const float *restrict x, void *restrict dst,
@@ -94,15 +119,21 @@ static void install(const kernel_row *rows, size_t n, const char *path) {
 }
 
 void ar_kernels_select(ar_simd_level level) {
+    /* matmul.c calls sgemm from inside the pool's threads, one OpenBLAS thread each: OpenBLAS
+     * must not add threads of its own on the cores the pool uses */
+    openblas_set_num_threads(1);
     static const ar_type all[] = {AR_TYPE_F32,  AR_TYPE_F16,  AR_TYPE_BF16, AR_TYPE_Q4_0,
                                   AR_TYPE_Q4_1, AR_TYPE_Q5_0, AR_TYPE_Q5_1, AR_TYPE_Q8_0,
                                   AR_TYPE_Q8_1, AR_TYPE_Q2_K, AR_TYPE_Q3_K, AR_TYPE_Q4_K,
                                   AR_TYPE_Q5_K, AR_TYPE_Q6_K, AR_TYPE_Q8_K};
     for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) ar_type_set_fast(all[i], NULL, NULL);
-    for (size_t i = 0; i < AR_TYPE_COUNT; i++) gemm_table[i] = (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    for (size_t i = 0; i < AR_TYPE_COUNT; i++)
+        gemm_table[i] = (ar_gemm_set){{NULL, NULL, NULL}, NULL};
     quantize_fast = ar_quantize_row;
     fp16_row_fast = fp16_row_scalar;
     attn_fast = ar_attn_scalar;
+    rmsnorm_fast = rmsnorm_scalar;
+    swiglu_fast = swiglu_scalar;
 #if defined(__x86_64__) || defined(__i386__)
     /* batched kernels: the best level's, else the next lower one's */
     for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) {
@@ -115,11 +146,15 @@ void ar_kernels_select(ar_simd_level level) {
         quantize_fast = ar_quantize_row_avx2;
         fp16_row_fast = ar_fp32_to_fp16_row_avx2;
         attn_fast = ar_attn_avx2;
+        rmsnorm_fast = ar_rmsnorm_row_avx2;
+        swiglu_fast = ar_swiglu_row_avx2;
     }
     if (level >= AR_SIMD_AVX512) {
         quantize_fast = ar_quantize_row_avx512;
         fp16_row_fast = ar_fp32_to_fp16_row_avx512;
         attn_fast = ar_attn_avx512;
+        rmsnorm_fast = ar_rmsnorm_row_avx512;
+        swiglu_fast = ar_swiglu_row_avx512;
     }
     if (level >= AR_SIMD_AVX2) {
         static const kernel_row avx2[] = {
@@ -180,8 +215,10 @@ static void pack_rows(ar_type vdt, const uint8_t *rows, size_t row_bytes, int nc
     for (int c = 0; c < ncols; c++) {
         const uint8_t *r = rows + (size_t)c * row_bytes;
         float *o = out + (size_t)c * (size_t)k;
-        if (vdt == AR_TYPE_F32) memcpy(o, r, (size_t)k * sizeof(float));
-        else ar_type_get(vdt)->to_float(r, o, k); /* F16/BF16 widen exactly */
+        if (vdt == AR_TYPE_F32)
+            memcpy(o, r, (size_t)k * sizeof(float));
+        else
+            ar_type_get(vdt)->to_float(r, o, k); /* F16/BF16 widen exactly */
     }
 }
 
@@ -225,8 +262,7 @@ static void pack_qk(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_byt
         float *d = (float *)(p + 256 * W);
         int16_t *bs = (int16_t *)(p + 260 * W);
         for (int c = 0; c < ncols; c++) {
-            const ar_block_q8_K *blk =
-                (const ar_block_q8_K *)(rows + (size_t)c * row_bytes) + b;
+            const ar_block_q8_K *blk = (const ar_block_q8_K *)(rows + (size_t)c * row_bytes) + b;
             for (int r = 0; r < rep; r++) {
                 const int lane = c * rep + r;
                 for (int q = 0; q < 64; q++)

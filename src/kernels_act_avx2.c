@@ -1,6 +1,8 @@
 /* kernels_act_avx2.c: AVX2 activation rounding (Q8_0, Q8_1, Q8_K rows) and fp32 -> fp16 rows,
  * writing exactly the bytes of the scalar code (see kernels_act_avx512.c for why they agree).
  * Rows holding a NaN or an infinity go to the scalar code. */
+#include <math.h>
+
 #include "quants.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -10,7 +12,8 @@ static inline bool all_finite(const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        bad =
+            _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
     }
     for (; i < n; i++)
         if (x[i] - x[i] != 0.0f) return false;
@@ -135,10 +138,17 @@ void ar_quantize_row_avx2(ar_type vdt, const float *restrict x, void *restrict d
     }
     bool done = false;
     switch (vdt) {
-    case AR_TYPE_Q8_0: done = quantize_q8_0(x, dst, n); break;
-    case AR_TYPE_Q8_1: done = quantize_q8_1(x, dst, n); break;
-    case AR_TYPE_Q8_K: done = quantize_q8_K(x, dst, n); break;
-    default: break;
+    case AR_TYPE_Q8_0:
+        done = quantize_q8_0(x, dst, n);
+        break;
+    case AR_TYPE_Q8_1:
+        done = quantize_q8_1(x, dst, n);
+        break;
+    case AR_TYPE_Q8_K:
+        done = quantize_q8_K(x, dst, n);
+        break;
+    default:
+        break;
     }
     if (!done) ar_quantize_row(vdt, x, dst, n);
 }
@@ -153,7 +163,8 @@ void ar_fp32_to_fp16_row_avx2(const float *restrict x, uint16_t *restrict dst, i
         if (nan) {
             const __m128i m = _mm_packs_epi32(
                 _mm256_castsi256_si128(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))),
-                _mm256_extracti128_si256(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)), 1));
+                _mm256_extracti128_si256(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)),
+                                         1));
             const __m128i q = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16((short)0x8000)),
                                            _mm_set1_epi16(0x7e00));
             h = _mm_blendv_epi8(h, q, m);
@@ -161,6 +172,60 @@ void ar_fp32_to_fp16_row_avx2(const float *restrict x, uint16_t *restrict dst, i
         _mm_storeu_si128((__m128i *)(dst + i), h);
     }
     for (; i < n; i++) dst[i] = ar_fp32_to_fp16(x[i]);
+}
+
+/* ---- RMSNorm, SwiGLU (tails through zero-padded copies: the same arithmetic) ---- */
+
+void ar_rmsnorm_row_avx2(float *restrict o, const float *restrict x, const float *restrict g, int n,
+                         float eps) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i), sq = _mm256_mul_ps(v, v);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    }
+    float xb[8] = {0}, gb[8] = {0};
+    if (i < n) {
+        memcpy(xb, x + i, sizeof(float) * (size_t)(n - i));
+        memcpy(gb, g + i, sizeof(float) * (size_t)(n - i));
+        const __m256 v = _mm256_loadu_ps(xb), sq = _mm256_mul_ps(v, v);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    }
+    const __m256d s = _mm256_add_pd(s0, s1);
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    const double ss = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    const float mean = (float)(ss / n);
+    const __m256 scale = _mm256_set1_ps(1.0f / sqrtf(mean + eps));
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), scale),
+                                              _mm256_loadu_ps(g + j)));
+    if (j < n) {
+        float ob[8];
+        _mm256_storeu_ps(
+            ob, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xb), scale), _mm256_loadu_ps(gb)));
+        memcpy(o + j, ob, sizeof(float) * (size_t)(n - j));
+    }
+}
+
+static inline __m256 swiglu8(__m256 g, __m256 u) {
+    const __m256 e = ar_mm256_exp(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+void ar_swiglu_row_avx2(float *restrict g, const float *restrict u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) {
+        float gb[8] = {0}, ub[8] = {0};
+        memcpy(gb, g + i, sizeof(float) * (size_t)(n - i));
+        memcpy(ub, u + i, sizeof(float) * (size_t)(n - i));
+        _mm256_storeu_ps(gb, swiglu8(_mm256_loadu_ps(gb), _mm256_loadu_ps(ub)));
+        memcpy(g + i, gb, sizeof(float) * (size_t)(n - i));
+    }
 }
 
 #endif

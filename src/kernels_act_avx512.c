@@ -3,6 +3,8 @@
  * operations (|x| maxima are order-free, x * scale is one product, rounding is to nearest even as
  * ar_nearest_int and the F16C instructions do). Rows holding a NaN or an infinity go to the
  * scalar code, whose handling of them is not worth reproducing lane by lane. */
+#include <math.h>
+
 #include "quants.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -18,7 +20,8 @@ static inline bool all_finite(const float *x, int64_t n) {
 }
 
 static inline __m512 abs16(__m512 v) {
-    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff)));
+    return _mm512_castsi512_ps(
+        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff)));
 }
 
 /* round(v * id) to nearest even, clamped to [-127, 127] */
@@ -112,10 +115,17 @@ void ar_quantize_row_avx512(ar_type vdt, const float *restrict x, void *restrict
     }
     bool done = false;
     switch (vdt) {
-    case AR_TYPE_Q8_0: done = quantize_q8_0(x, dst, n); break;
-    case AR_TYPE_Q8_1: done = quantize_q8_1(x, dst, n); break;
-    case AR_TYPE_Q8_K: done = quantize_q8_K(x, dst, n); break;
-    default: break;
+    case AR_TYPE_Q8_0:
+        done = quantize_q8_0(x, dst, n);
+        break;
+    case AR_TYPE_Q8_1:
+        done = quantize_q8_1(x, dst, n);
+        break;
+    case AR_TYPE_Q8_K:
+        done = quantize_q8_K(x, dst, n);
+        break;
+    default:
+        break;
     }
     if (!done) ar_quantize_row(vdt, x, dst, n);
 }
@@ -135,6 +145,52 @@ void ar_fp32_to_fp16_row_avx512(const float *restrict x, uint16_t *restrict dst,
         _mm256_storeu_si256((__m256i *)(dst + i), h);
     }
     for (; i < n; i++) dst[i] = ar_fp32_to_fp16(x[i]);
+}
+
+/* ---- RMSNorm, SwiGLU ---- */
+
+void ar_rmsnorm_row_avx512(float *restrict o, const float *restrict x, const float *restrict g,
+                           int n, float eps) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i), sq = _mm512_mul_ps(v, v);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i), sq = _mm512_mul_ps(v, v);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
+    }
+    const float mean = (float)(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / n);
+    const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(mean + eps));
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale),
+                                              _mm512_loadu_ps(g + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(o + i, m,
+                              _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), scale),
+                                            _mm512_maskz_loadu_ps(m, g + i)));
+    }
+}
+
+static inline __m512 swiglu16(__m512 g, __m512 u) {
+    const __m512 e = ar_mm512_exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
+}
+
+void ar_swiglu_row_avx512(float *restrict g, const float *restrict u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(g + i, swiglu16(_mm512_loadu_ps(g + i), _mm512_loadu_ps(u + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(
+            g + i, m, swiglu16(_mm512_maskz_loadu_ps(m, g + i), _mm512_maskz_loadu_ps(m, u + i)));
+    }
 }
 
 #endif

@@ -8,28 +8,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
-
-/* exp(x) as exp16 in kernels_attn_avx512.c; 2^n built in the exponent field, so x is clamped at
- * -87.3 (2^-126) and anything below gives 0 (the true value is a subnormal under 1.2e-38). */
-static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.3f);
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(lo, x); /* NaN passes */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
+/* "#pragma GCC unroll": the small loops over rows, columns and vectors must unroll fully, so
+ * that their arrays live in registers */
 
 static inline float hsum8(__m256 v) {
     return ar_mm256_reduce8(v);
@@ -42,7 +22,8 @@ static inline float hmax8(__m256 v) {
 }
 
 AI __m256 load_kv(bool f16, const uint8_t *p, int v) {
-    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + 8 * v)));
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + 8 * v)));
     return _mm256_loadu_ps((const float *)p + 8 * v);
 }
 
@@ -59,12 +40,13 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
             const float *q = a->q + (size_t)g * hd;
             __m256 acc = _mm256_setzero_ps();
             for (int v0 = 0; v0 < NV; v0 += 4) { /* K reloaded per head: 16 registers */
-                UNROLL
+#pragma GCC unroll 16
                 for (int v = 0; v < 4; v++)
                     if (v0 + v < NV) kv[v] = load_kv(a->f16, kp, v0 + v);
-                UNROLL
+#pragma GCC unroll 16
                 for (int v = 0; v < 4; v++)
-                    if (v0 + v < NV) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * (v0 + v)), kv[v], acc);
+                    if (v0 + v < NV)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * (v0 + v)), kv[v], acc);
             }
             a->scores[(size_t)g * n + t] = hsum8(acc) * a->scale;
         }
@@ -79,16 +61,17 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
         const __m256 mv = _mm256_set1_ps(m);
         __m256 sum = _mm256_setzero_ps();
         for (t = 0; t + 8 <= n; t += 8) {
-            const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + t), mv));
+            const __m256 e = ar_mm256_exp(_mm256_sub_ps(_mm256_loadu_ps(s + t), mv));
             _mm256_storeu_ps(s + t, e);
             sum = _mm256_add_ps(sum, e);
         }
         if (t < n) {
             float buf[8] = {0};
             memcpy(buf, s + t, sizeof(float) * (size_t)(n - t));
-            const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(buf), mv));
+            const __m256 e = ar_mm256_exp(_mm256_sub_ps(_mm256_loadu_ps(buf), mv));
             const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - t), lane));
+            const __m256 keep =
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - t), lane));
             _mm256_storeu_ps(buf, e);
             memcpy(s + t, buf, sizeof(float) * (size_t)(n - t));
             sum = _mm256_add_ps(sum, _mm256_and_ps(keep, e));
@@ -101,22 +84,23 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
         for (int h0 = 0; h0 < G; h0 += 2) {
             const int hc = AR_MIN(2, G - h0);
             __m256 acc[2][4];
-            UNROLL
+#pragma GCC unroll 16
             for (int h = 0; h < 2; h++)
-                UNROLL
+#pragma GCC unroll 16
                 for (int v = 0; v < 4; v++) acc[h][v] = _mm256_setzero_ps();
             for (int32_t t = 0; t < n; t++) {
                 const uint8_t *vp = a->v + (size_t)a->cells[t] * a->cell_bytes + a->head_offset;
                 __m256 vv[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                                 _mm256_setzero_ps()};
-                UNROLL
+#pragma GCC unroll 16
                 for (int v = 0; v < 4; v++)
                     if (v < nv) vv[v] = load_kv(a->f16, vp, v0 + v);
-                UNROLL
+#pragma GCC unroll 16
                 for (int h = 0; h < 2; h++) {
                     if (h >= hc) break;
-                    const __m256 p = _mm256_set1_ps(a->scores[(size_t)(h0 + h) * n + t] * inv[h0 + h]);
-                    UNROLL
+                    const __m256 p =
+                        _mm256_set1_ps(a->scores[(size_t)(h0 + h) * n + t] * inv[h0 + h]);
+#pragma GCC unroll 16
                     for (int v = 0; v < 4; v++)
                         if (v < nv) acc[h][v] = _mm256_fmadd_ps(p, vv[v], acc[h][v]);
                 }
@@ -134,12 +118,24 @@ void ar_attn_avx2(const ar_attn_args *a) {
         return;
     }
     switch (a->hd / 8) {
-    case 1: attn_nv(a, 1); break;
-    case 2: attn_nv(a, 2); break;
-    case 4: attn_nv(a, 4); break;
-    case 8: attn_nv(a, 8); break;
-    case 16: attn_nv(a, 16); break;
-    default: attn_nv(a, a->hd / 8); break;
+    case 1:
+        attn_nv(a, 1);
+        break;
+    case 2:
+        attn_nv(a, 2);
+        break;
+    case 4:
+        attn_nv(a, 4);
+        break;
+    case 8:
+        attn_nv(a, 8);
+        break;
+    case 16:
+        attn_nv(a, 16);
+        break;
+    default:
+        attn_nv(a, a->hd / 8);
+        break;
     }
 }
 

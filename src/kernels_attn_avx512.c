@@ -10,26 +10,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
+/* "#pragma GCC unroll": the small loops over rows, columns and vectors must unroll fully, so
+ * that their arrays live in registers */
 #define MAX_GROUP 64
-
-/* exp(x): x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-7 polynomial, scaled by 2^n
- * (vscalefps handles underflow to subnormals and zero). NaN stays NaN. */
-static inline __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* exp(-104) is 0 in float; NaN passes */
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
 
 /* Vector v (16 values) of a head of hd values, the last one masked to the head. */
 AI __m512 load_kv(bool f16, const uint8_t *p, int v, bool last, __mmask16 m) {
@@ -58,14 +41,15 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
         const uint8_t *kp = a->k + (size_t)a->cells[t] * a->cell_bytes + a->head_offset;
         if (t + 8 < n) { /* cells are scattered rows of the cache: fetch ahead */
             const uint8_t *ahead = a->k + (size_t)a->cells[t + 8] * a->cell_bytes + a->head_offset;
-            for (size_t off = 0; off < head_bytes; off += 64) _mm_prefetch((const char *)ahead + off, _MM_HINT_T0);
+            for (size_t off = 0; off < head_bytes; off += 64)
+                _mm_prefetch((const char *)ahead + off, _MM_HINT_T0);
         }
-        UNROLL
+#pragma GCC unroll 16
         for (int v = 0; v < NV; v++) kv[v] = load_kv(a->f16, kp, v, v == NV - 1, tail);
         for (int g = 0; g < G; g++) {
             const float *q = a->q + (size_t)g * hd;
             __m512 acc = _mm512_mul_ps(load_q(q, 0, NV == 1, tail), kv[0]);
-            UNROLL
+#pragma GCC unroll 16
             for (int v = 1; v < NV; v++)
                 acc = _mm512_fmadd_ps(load_q(q, v, v == NV - 1, tail), kv[v], acc);
             a->scores[(size_t)g * n + t] = _mm512_reduce_add_ps(acc) * a->scale;
@@ -83,12 +67,12 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
         const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
         __m512 sum = _mm512_setzero_ps();
         for (t = 0; t + 16 <= n; t += 16) {
-            const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + t), m));
+            const __m512 e = ar_mm512_exp(_mm512_sub_ps(_mm512_loadu_ps(s + t), m));
             _mm512_storeu_ps(s + t, e);
             sum = _mm512_add_ps(sum, e);
         }
         if (t < n) {
-            const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(rest, s + t), m));
+            const __m512 e = ar_mm512_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(rest, s + t), m));
             _mm512_mask_storeu_ps(s + t, rest, e);
             sum = _mm512_mask_add_ps(sum, rest, sum, e);
         }
@@ -101,30 +85,34 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
     for (int h0 = 0; h0 < G; h0 += HC) {
         const int hc = AR_MIN(HC, G - h0);
         __m512 acc[16];
-        UNROLL
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
         for (int32_t t = 0; t < n; t++) {
             const uint8_t *vp = a->v + (size_t)a->cells[t] * a->cell_bytes + a->head_offset;
             if (t + 8 < n) {
-                const uint8_t *ahead = a->v + (size_t)a->cells[t + 8] * a->cell_bytes + a->head_offset;
-                for (size_t off = 0; off < head_bytes; off += 64) _mm_prefetch((const char *)ahead + off, _MM_HINT_T0);
+                const uint8_t *ahead =
+                    a->v + (size_t)a->cells[t + 8] * a->cell_bytes + a->head_offset;
+                for (size_t off = 0; off < head_bytes; off += 64)
+                    _mm_prefetch((const char *)ahead + off, _MM_HINT_T0);
             }
-            UNROLL
+#pragma GCC unroll 16
             for (int v = 0; v < NV; v++) kv[v] = load_kv(a->f16, vp, v, v == NV - 1, tail);
-            UNROLL
+#pragma GCC unroll 16
             for (int h = 0; h < HC; h++) {
                 if (h >= hc) break;
-                const __m512 p =
-                    _mm512_set1_ps(a->scores[(size_t)(h0 + h) * n + t] * inv[h0 + h]);
-                UNROLL
-                for (int v = 0; v < NV; v++) acc[h * NV + v] = _mm512_fmadd_ps(p, kv[v], acc[h * NV + v]);
+                const __m512 p = _mm512_set1_ps(a->scores[(size_t)(h0 + h) * n + t] * inv[h0 + h]);
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++)
+                    acc[h * NV + v] = _mm512_fmadd_ps(p, kv[v], acc[h * NV + v]);
             }
         }
         for (int h = 0; h < hc; h++) {
             float *o = a->out + (size_t)(h0 + h) * hd;
             for (int v = 0; v < NV; v++) {
-                if (v == NV - 1) _mm512_mask_storeu_ps(o + 16 * v, tail, acc[h * NV + v]);
-                else _mm512_storeu_ps(o + 16 * v, acc[h * NV + v]);
+                if (v == NV - 1)
+                    _mm512_mask_storeu_ps(o + 16 * v, tail, acc[h * NV + v]);
+                else
+                    _mm512_storeu_ps(o + 16 * v, acc[h * NV + v]);
             }
         }
     }
@@ -148,14 +136,30 @@ void ar_attn_avx512(const ar_attn_args *a) {
         return;
     }
     switch ((a->hd + 15) / 16) {
-    case 1: attn_nv(a, 1); break;
-    case 2: attn_nv(a, 2); break;
-    case 3: attn_nv(a, 3); break;
-    case 4: attn_nv(a, 4); break;
-    case 5: attn_nv(a, 5); break;
-    case 6: attn_nv(a, 6); break;
-    case 7: attn_nv(a, 7); break;
-    default: attn_nv(a, 8); break;
+    case 1:
+        attn_nv(a, 1);
+        break;
+    case 2:
+        attn_nv(a, 2);
+        break;
+    case 3:
+        attn_nv(a, 3);
+        break;
+    case 4:
+        attn_nv(a, 4);
+        break;
+    case 5:
+        attn_nv(a, 5);
+        break;
+    case 6:
+        attn_nv(a, 6);
+        break;
+    case 7:
+        attn_nv(a, 7);
+        break;
+    default:
+        attn_nv(a, 8);
+        break;
     }
 }
 

@@ -9,9 +9,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
+/* "#pragma GCC unroll": the small loops over rows, columns and vectors must unroll fully, so
+ * that their arrays live in registers */
 #define FORGET_STORES() __asm__ __volatile__("" ::: "memory")
-#define W 8 /* lanes: lane c * RR + r holds (column c, weight row r) */
+#define W               8 /* lanes: lane c * RR + r holds (column c, weight row r) */
 
 static inline float half_to_float(ar_half h) {
     return _cvtsh_ss(h);
@@ -39,45 +40,49 @@ AI void float_tile(int fmt, int R, int64_t k, const uint8_t *w, size_t ws, const
                    float *out, int out_stride) {
     const size_t esz = fmt == W_F32 ? 4 : 2;
     __m256 acc[2][4];
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++)
-        UNROLL
+#pragma GCC unroll 16
         for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= k; i += 32) {
-        UNROLL
+#pragma GCC unroll 16
         for (int v = 0; v < 4; v++) {
             const __m256 x = _mm256_loadu_ps(a + i + 8 * v);
-            UNROLL
+#pragma GCC unroll 16
             for (int r = 0; r < R; r++)
-                acc[r][v] = _mm256_add_ps(acc[r][v], _mm256_mul_ps(load_w8(fmt, w + r * ws, i + 8 * v), x));
+                acc[r][v] =
+                    _mm256_add_ps(acc[r][v], _mm256_mul_ps(load_w8(fmt, w + r * ws, i + 8 * v), x));
         }
     }
     if (i < k) {
         float ab[32] = {0};
         uint8_t wb[2][128] __attribute__((aligned(32))) = {{0}};
         memcpy(ab, a + i, sizeof(float) * (size_t)(k - i));
-        for (int r = 0; r < R; r++) memcpy(wb[r], w + r * ws + (size_t)i * esz, (size_t)(k - i) * esz);
-        UNROLL
+        for (int r = 0; r < R; r++)
+            memcpy(wb[r], w + r * ws + (size_t)i * esz, (size_t)(k - i) * esz);
+#pragma GCC unroll 16
         for (int v = 0; v < 4; v++) {
             const __m256 x = _mm256_loadu_ps(ab + 8 * v);
-            UNROLL
+#pragma GCC unroll 16
             for (int r = 0; r < R; r++)
                 acc[r][v] = _mm256_add_ps(acc[r][v], _mm256_mul_ps(load_w8(fmt, wb[r], 8 * v), x));
         }
     }
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++) out[r * out_stride] = reduce32(acc[r]);
 }
 
 #define FLOAT_RUN(name, fmt)                                                                       \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         for (int c = 0; c < ngroups; c++) {                                                        \
             const float *a = (const float *)(panel + (size_t)c * pstride);                         \
-            if (nrows >= 2) float_tile(fmt, 2, k, w, w_stride, a, out + c, ngroups);               \
-            else float_tile(fmt, 1, k, w, w_stride, a, out + c, ngroups);                          \
+            if (nrows >= 2)                                                                        \
+                float_tile(fmt, 2, k, w, w_stride, a, out + c, ngroups);                           \
+            else                                                                                   \
+                float_tile(fmt, 1, k, w, w_stride, a, out + c, ngroups);                           \
         }                                                                                          \
     }
 FLOAT_RUN(run_f32, W_F32)
@@ -104,12 +109,15 @@ AI void interleave_rows(int RR, const __m256i *u, int32_t *out) {
     if (RR == 1) {
         _mm256_store_si256((__m256i *)out, u[0]);
     } else if (RR == 2) {
-        const __m256i lo = _mm256_unpacklo_epi32(u[0], u[1]), hi = _mm256_unpackhi_epi32(u[0], u[1]);
+        const __m256i lo = _mm256_unpacklo_epi32(u[0], u[1]),
+                      hi = _mm256_unpackhi_epi32(u[0], u[1]);
         _mm256_store_si256((__m256i *)out, _mm256_permute2x128_si256(lo, hi, 0x20));
         _mm256_store_si256((__m256i *)out + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
     } else {
-        const __m256i t0 = _mm256_unpacklo_epi32(u[0], u[1]), t1 = _mm256_unpackhi_epi32(u[0], u[1]);
-        const __m256i t2 = _mm256_unpacklo_epi32(u[2], u[3]), t3 = _mm256_unpackhi_epi32(u[2], u[3]);
+        const __m256i t0 = _mm256_unpacklo_epi32(u[0], u[1]),
+                      t1 = _mm256_unpackhi_epi32(u[0], u[1]);
+        const __m256i t2 = _mm256_unpacklo_epi32(u[2], u[3]),
+                      t3 = _mm256_unpackhi_epi32(u[2], u[3]);
         const __m256i v0 = _mm256_unpacklo_epi64(t0, t2), v1 = _mm256_unpackhi_epi64(t0, t2);
         const __m256i v2 = _mm256_unpacklo_epi64(t1, t3), v3 = _mm256_unpackhi_epi64(t1, t3);
         __m256i *o = (__m256i *)out;
@@ -141,9 +149,9 @@ static inline __m256i widen(__m256i s16) {
 
 /* ================================ 32-value block formats ================================ */
 
-#define Q32_D (32 * W)
+#define Q32_D    (32 * W)
 #define Q32_CORR (36 * W)
-#define Q32_S (40 * W)
+#define Q32_S    (40 * W)
 
 enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_Q8_0 };
 
@@ -152,11 +160,16 @@ AI bool q32_has_min(int fmt) {
 }
 AI size_t q32_wsize(int fmt) {
     switch (fmt) {
-    case F_Q4_0: return sizeof(ar_block_q4_0);
-    case F_Q4_1: return sizeof(ar_block_q4_1);
-    case F_Q5_0: return sizeof(ar_block_q5_0);
-    case F_Q5_1: return sizeof(ar_block_q5_1);
-    default: return sizeof(ar_block_q8_0);
+    case F_Q4_0:
+        return sizeof(ar_block_q4_0);
+    case F_Q4_1:
+        return sizeof(ar_block_q4_1);
+    case F_Q5_0:
+        return sizeof(ar_block_q5_0);
+    case F_Q5_1:
+        return sizeof(ar_block_q5_1);
+    default:
+        return sizeof(ar_block_q8_0);
     }
 }
 AI size_t q32_record(int fmt) {
@@ -214,7 +227,7 @@ typedef struct {
 
 AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32_tile_w *t) {
     __m256i u[4];
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < RR; r++) u[r] = unpack32(fmt, rows[r] + off, &t->d[r], &t->m[r]);
     interleave_rows(RR, u, t->wt);
 }
@@ -223,41 +236,43 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
                  const uint8_t *panel, __m256 *run) {
     const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
     const int D = q32_depth(fmt);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm256_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
         q32_tile_w t[2];
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)b * rec;
         __m256i s[2], s16[2];
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) s[p] = _mm256_setzero_si256();
-        UNROLL
+#pragma GCC unroll 16
         for (int q0 = 0; q0 < 8; q0 += D) {
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++) s16[p] = _mm256_setzero_si256();
-            UNROLL
+#pragma GCC unroll 16
             for (int q = q0; q < q0 + D; q++) {
                 const __m256i a = _mm256_load_si256((const __m256i *)(pb + 32 * q));
-                UNROLL
+#pragma GCC unroll 16
                 for (int p = 0; p < P; p++)
-                    s16[p] = _mm256_add_epi16(s16[p], pair_sums(fmt, bcast_rows(RR, t[p].wt + q * RR), a));
+                    s16[p] = _mm256_add_epi16(s16[p],
+                                              pair_sums(fmt, bcast_rows(RR, t[p].wt + q * RR), a));
             }
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++) s[p] = _mm256_add_epi32(s[p], widen(s16[p]));
         }
         const __m256i corr = _mm256_load_si256((const __m256i *)(pb + Q32_CORR));
         const __m256 da = _mm256_load_ps((const float *)(pb + Q32_D));
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
             const __m256i sumi = _mm256_sub_epi32(s[p], corr);
             __m256 term = _mm256_mul_ps(_mm256_mul_ps(bcast_rows_ps(RR, t[p].d), da),
                                         _mm256_cvtepi32_ps(sumi));
             if (q32_has_min(fmt))
-                term = _mm256_add_ps(term, _mm256_mul_ps(bcast_rows_ps(RR, t[p].m),
-                                                         _mm256_load_ps((const float *)(pb + Q32_S))));
+                term =
+                    _mm256_add_ps(term, _mm256_mul_ps(bcast_rows_ps(RR, t[p].m),
+                                                      _mm256_load_ps((const float *)(pb + Q32_S))));
             run[p] = _mm256_add_ps(run[p], term);
         }
     }
@@ -269,31 +284,32 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
     __m256 a[2], b[2], c[2], r[2];
     q32_lane(fmt, RR, P, nb, 0, rows, panel, a);
     q32_lane(fmt, RR, P, nb, 4, rows, panel, r);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], r[p]);
     q32_lane(fmt, RR, P, nb, 2, rows, panel, b);
     q32_lane(fmt, RR, P, nb, 6, rows, panel, r);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], r[p]));
     q32_lane(fmt, RR, P, nb, 1, rows, panel, b);
     q32_lane(fmt, RR, P, nb, 5, rows, panel, r);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) b[p] = _mm256_add_ps(b[p], r[p]);
     q32_lane(fmt, RR, P, nb, 3, rows, panel, c);
     q32_lane(fmt, RR, P, nb, 7, rows, panel, r);
-    UNROLL
-    for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], _mm256_add_ps(c[p], r[p])));
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++)
+        a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], _mm256_add_ps(c[p], r[p])));
     store_tile(RR, P, a, out, out_stride, nrows);
 }
 
 #define Q32_RUN(name, fmt, RR)                                                                     \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         const uint8_t *rows[8];                                                                    \
         const int C = W / (RR);                                                                    \
         const int P = nrows <= (RR) ? 1 : 2;                                                       \
-        row_pointers(w, w_stride, nrows, 8, rows);                                                  \
+        row_pointers(w, w_stride, nrows, 8, rows);                                                 \
         for (int g = 0; g < ngroups; g++) {                                                        \
             if (P == 1)                                                                            \
                 q32_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,            \
@@ -315,19 +331,24 @@ Q32_RUNS(q8_0, F_Q8_0)
 
 /* ================================ K-quants ================================ */
 
-#define QK_D (256 * W)
-#define QK_BS (260 * W)
+#define QK_D      (256 * W)
+#define QK_BS     (260 * W)
 #define QK_RECORD ((size_t)4 * W * 73)
 
 enum { F_Q2_K, F_Q3_K, F_Q4_K, F_Q5_K, F_Q6_K };
 
 AI size_t qk_wsize(int fmt) {
     switch (fmt) {
-    case F_Q2_K: return sizeof(ar_block_q2_K);
-    case F_Q3_K: return sizeof(ar_block_q3_K);
-    case F_Q4_K: return sizeof(ar_block_q4_K);
-    case F_Q5_K: return sizeof(ar_block_q5_K);
-    default: return sizeof(ar_block_q6_K);
+    case F_Q2_K:
+        return sizeof(ar_block_q2_K);
+    case F_Q3_K:
+        return sizeof(ar_block_q3_K);
+    case F_Q4_K:
+        return sizeof(ar_block_q4_K);
+    case F_Q5_K:
+        return sizeof(ar_block_q5_K);
+    default:
+        return sizeof(ar_block_q6_K);
     }
 }
 /* dwords per scale, and dwords whose pair sums fit 16 bits (values up to 3, 7, 15, 31, 63) */
@@ -337,10 +358,14 @@ AI int qk_span(int fmt) {
 AI int qk_depth(int fmt) {
     switch (fmt) {
     case F_Q2_K:
-    case F_Q3_K: return 4;
-    case F_Q4_K: return 8;
-    case F_Q5_K: return 4;
-    default: return 2;
+    case F_Q3_K:
+        return 4;
+    case F_Q4_K:
+        return 8;
+    case F_Q5_K:
+        return 4;
+    default:
+        return 2;
     }
 }
 
@@ -357,10 +382,10 @@ typedef struct {
 
 AI void unpack_2bit(const uint8_t *qs, uint8_t *u) {
     const __m256i m3 = _mm256_set1_epi8(3);
-    UNROLL
+#pragma GCC unroll 16
     for (int c = 0; c < 2; c++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-        UNROLL
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             _mm256_store_si256((__m256i *)(u + 128 * c + 32 * k), _mm256_and_si256(q, m3));
             q = _mm256_srli_epi16(q, 2);
@@ -387,7 +412,7 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
         const ar_block_q3_K *b = (const ar_block_q3_K *)wb;
         unpack_2bit(b->qs, x->u);
         __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
-        UNROLL
+#pragma GCC unroll 16
         for (int i = 0; i < 8; i++) {
             __m256i *p = (__m256i *)(x->u + 32 * i);
             _mm256_store_si256(p, _mm256_or_si256(_mm256_load_si256(p),
@@ -415,10 +440,11 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
             qs = b->qs, scales = b->scales, qh = b->qh, hd = b->d, hmin = b->dmin;
         }
         __m256i hm = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i lo = _mm256_and_si256(q, m4),
+                    hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
             if (qh) {
                 lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
                 hi = _mm256_or_si256(
@@ -442,7 +468,7 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
     default: {
         const ar_block_q6_K *b = (const ar_block_q6_K *)wb;
         const __m256i m3 = _mm256_set1_epi8(3);
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < 2; c++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c + 32));
@@ -450,7 +476,7 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
             const __m256i low[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
                                     _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
                                     _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
-            UNROLL
+#pragma GCC unroll 16
             for (int k = 0; k < 4; k++) {
                 _mm256_store_si256(
                     (__m256i *)(x->u + 128 * c + 32 * k),
@@ -477,7 +503,7 @@ typedef struct {
 
 AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_tile_w *t) {
     qk_unpacked x[4];
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < RR; r++) {
         unpack_k(fmt, rows[r] + off, &x[r]);
         for (int j = 0; j < 16; j++) t->sc[j * RR + r] = x[r].sc[j];
@@ -485,63 +511,63 @@ AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_t
         t->d[r] = x[r].d;
         t->dmin[r] = x[r].dmin;
     }
-    UNROLL
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         __m256i u[4];
-        UNROLL
+#pragma GCC unroll 16
         for (int r = 0; r < RR; r++) u[r] = _mm256_load_si256((const __m256i *)(x[r].u + 32 * i));
         interleave_rows(RR, u, t->wt + 8 * RR * i);
     }
 }
 
-AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
-                const uint8_t *panel, float *out, int out_stride, int nrows) {
+AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
+                float *out, int out_stride, int nrows) {
     const size_t wsz = qk_wsize(fmt);
     const bool has_min = fmt == F_Q2_K || fmt == F_Q4_K || fmt == F_Q5_K;
     const int span = qk_span(fmt), D = qk_depth(fmt);
     __m256 sum[2];
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm256_setzero_ps();
     qk_tile_w t[2];
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)i * QK_RECORD;
         __m256i isum[2], pairs[2];
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) isum[p] = pairs[p] = _mm256_setzero_si256();
         for (int sb = 0; sb < 64 / span; sb++) {
-            UNROLL
+#pragma GCC unroll 16
             for (int q0 = span * sb; q0 < span * (sb + 1); q0 += D) {
                 __m256i s16[2];
-                UNROLL
+#pragma GCC unroll 16
                 for (int p = 0; p < P; p++) s16[p] = _mm256_setzero_si256();
-                UNROLL
+#pragma GCC unroll 16
                 for (int q = q0; q < q0 + D; q++) {
                     const __m256i a = _mm256_load_si256((const __m256i *)(pb + 32 * q));
-                    UNROLL
+#pragma GCC unroll 16
                     for (int p = 0; p < P; p++)
                         s16[p] = _mm256_add_epi16(
                             s16[p], _mm256_maddubs_epi16(bcast_rows(RR, t[p].wt + q * RR), a));
                 }
                 /* the group's scale times the pair sums, widened: exact in 32 bits */
-                UNROLL
+#pragma GCC unroll 16
                 for (int p = 0; p < P; p++)
                     isum[p] = _mm256_add_epi32(
                         isum[p], _mm256_madd_epi16(s16[p], bcast_rows(RR, t[p].sc + sb * RR)));
             }
         }
-        UNROLL
+#pragma GCC unroll 16
         for (int q = 0; q < 8; q++) {
             const __m256i bs = _mm256_load_si256((const __m256i *)(pb + QK_BS + 32 * q));
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++)
-                pairs[p] = _mm256_add_epi32(pairs[p],
-                                            _mm256_madd_epi16(bcast_rows(RR, t[p].pair + q * RR), bs));
+                pairs[p] = _mm256_add_epi32(
+                    pairs[p], _mm256_madd_epi16(bcast_rows(RR, t[p].pair + q * RR), bs));
         }
         const __m256 da = _mm256_load_ps((const float *)(pb + QK_D));
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
             const __m256 d = _mm256_mul_ps(bcast_rows_ps(RR, t[p].d), da);
             __m256 term;
@@ -559,13 +585,13 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
 }
 
 #define QK_RUN(name, fmt, RR)                                                                      \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         const uint8_t *rows[8];                                                                    \
         const int C = W / (RR);                                                                    \
         const int P = nrows <= (RR) ? 1 : 2;                                                       \
-        row_pointers(w, w_stride, nrows, 8, rows);                                                  \
+        row_pointers(w, w_stride, nrows, 8, rows);                                                 \
         for (int g = 0; g < ngroups; g++) {                                                        \
             if (P == 1)                                                                            \
                 qk_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,             \
@@ -588,24 +614,28 @@ QK_RUNS(q6_K, F_Q6_K)
 /* ================================ the table ================================ */
 
 #define FKERNEL(T, fn)                                                                             \
-    {.path = "avx2", .panel = AR_PANEL_ROWS, .act = T, .width = 1, .rep = 1, .lanes = 1,          \
-     .max_rows = 2, .max_groups = 64, .run = fn}
+    {                                                                                              \
+        .path = "avx2", .panel = AR_PANEL_ROWS, .act = T, .width = 1, .rep = 1, .lanes = 1,        \
+        .max_rows = 2, .max_groups = 64, .run = fn                                                 \
+    }
 static const ar_gemm_kernel k_f32 = FKERNEL(AR_TYPE_F32, run_f32);
 static const ar_gemm_kernel k_f16 = FKERNEL(AR_TYPE_F16, run_f16);
 static const ar_gemm_kernel k_bf16 = FKERNEL(AR_TYPE_BF16, run_bf16);
 
 #define QKERNEL(fn, kind, a, rr, c, s)                                                             \
-    {.path = "avx2", .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),           \
-     .max_rows = 2 * (rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn}
+    {                                                                                              \
+        .path = "avx2", .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),         \
+        .max_rows = 2 * (rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn                   \
+    }
 #define Q32_SET(sfx, c, s)                                                                         \
     static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),        \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),        \
+        QKERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),         \
+        QKERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),         \
         QKERNEL(run_##sfx##_r4, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 4, c, s)};
 #define QK_SET(sfx)                                                                                \
     static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                          \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                          \
+        QKERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                           \
+        QKERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                           \
         QKERNEL(run_##sfx##_r4, AR_PANEL_QK, AR_TYPE_Q8_K, 4, 0, false)};
 Q32_SET(q4_0, 8, false)
 Q32_SET(q4_1, 0, true)
@@ -624,20 +654,34 @@ static ar_gemm_set set_of(const ar_gemm_kernel *k) {
 
 ar_gemm_set ar_gemm_avx2(ar_type t) {
     switch (t) {
-    case AR_TYPE_F32: return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL};
-    case AR_TYPE_F16: return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL};
-    case AR_TYPE_BF16: return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL};
-    case AR_TYPE_Q4_0: return set_of(k_q4_0);
-    case AR_TYPE_Q4_1: return set_of(k_q4_1);
-    case AR_TYPE_Q5_0: return set_of(k_q5_0);
-    case AR_TYPE_Q5_1: return set_of(k_q5_1);
-    case AR_TYPE_Q8_0: return set_of(k_q8_0);
-    case AR_TYPE_Q2_K: return set_of(k_q2_K);
-    case AR_TYPE_Q3_K: return set_of(k_q3_K);
-    case AR_TYPE_Q4_K: return set_of(k_q4_K);
-    case AR_TYPE_Q5_K: return set_of(k_q5_K);
-    case AR_TYPE_Q6_K: return set_of(k_q6_K);
-    default: return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    case AR_TYPE_F32:
+        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL};
+    case AR_TYPE_F16:
+        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL};
+    case AR_TYPE_BF16:
+        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL};
+    case AR_TYPE_Q4_0:
+        return set_of(k_q4_0);
+    case AR_TYPE_Q4_1:
+        return set_of(k_q4_1);
+    case AR_TYPE_Q5_0:
+        return set_of(k_q5_0);
+    case AR_TYPE_Q5_1:
+        return set_of(k_q5_1);
+    case AR_TYPE_Q8_0:
+        return set_of(k_q8_0);
+    case AR_TYPE_Q2_K:
+        return set_of(k_q2_K);
+    case AR_TYPE_Q3_K:
+        return set_of(k_q3_K);
+    case AR_TYPE_Q4_K:
+        return set_of(k_q4_K);
+    case AR_TYPE_Q5_K:
+        return set_of(k_q5_K);
+    case AR_TYPE_Q6_K:
+        return set_of(k_q6_K);
+    default:
+        return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
     }
 }
 

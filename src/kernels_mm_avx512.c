@@ -13,8 +13,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #define AI static inline __attribute__((always_inline))
-/* the small loops over rows, columns and dwords must unroll fully so their arrays live in registers */
-#define UNROLL _Pragma("GCC unroll 16")
+/* "#pragma GCC unroll": the small loops over rows, columns and vectors must unroll fully, so
+ * that their arrays live in registers */
 
 static inline float half_to_float(ar_half h) {
     return _cvtsh_ss(h);
@@ -62,26 +62,26 @@ AI __m512 load_w16(int fmt, const uint8_t *w, int64_t i, __mmask16 m, bool maske
 AI void float_tile(int fmt, int R, int C, int64_t k, const uint8_t *w, size_t ws,
                    const uint8_t *panel, size_t pstride, float *out, int out_stride) {
     __m512 acc[4][2][2];
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++)
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm512_setzero_ps();
     const float *a[2];
-    UNROLL
+#pragma GCC unroll 16
     for (int c = 0; c < C; c++) a[c] = (const float *)(panel + (size_t)c * pstride);
     int64_t i = 0;
     for (; i + 32 <= k; i += 32) {
         __m512 x[2][2];
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < C; c++) {
             x[c][0] = _mm512_loadu_ps(a[c] + i);
             x[c][1] = _mm512_loadu_ps(a[c] + i + 16);
         }
-        UNROLL
+#pragma GCC unroll 16
         for (int r = 0; r < R; r++) {
             const __m512 w0 = load_w16(fmt, w + r * ws, i, 0, false);
             const __m512 w1 = load_w16(fmt, w + r * ws, i + 16, 0, false);
-            UNROLL
+#pragma GCC unroll 16
             for (int c = 0; c < C; c++) {
                 acc[r][c][0] = _mm512_add_ps(acc[r][c][0], _mm512_mul_ps(w0, x[c][0]));
                 acc[r][c][1] = _mm512_add_ps(acc[r][c][1], _mm512_mul_ps(w1, x[c][1]));
@@ -93,25 +93,25 @@ AI void float_tile(int fmt, int R, int C, int64_t k, const uint8_t *w, size_t ws
         const __mmask16 m0 = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
         const __mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
         __m512 x[2][2];
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < C; c++) {
             x[c][0] = _mm512_maskz_loadu_ps(m0, a[c] + i);
             x[c][1] = _mm512_maskz_loadu_ps(m1, a[c] + i + 16);
         }
-        UNROLL
+#pragma GCC unroll 16
         for (int r = 0; r < R; r++) {
             const __m512 w0 = load_w16(fmt, w + r * ws, i, m0, true);
             const __m512 w1 = load_w16(fmt, w + r * ws, i + 16, m1, true);
-            UNROLL
+#pragma GCC unroll 16
             for (int c = 0; c < C; c++) {
                 acc[r][c][0] = _mm512_add_ps(acc[r][c][0], _mm512_mul_ps(w0, x[c][0]));
                 acc[r][c][1] = _mm512_add_ps(acc[r][c][1], _mm512_mul_ps(w1, x[c][1]));
             }
         }
     }
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++)
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < C; c++) out[r * out_stride + c] = reduce32(acc[r][c][0], acc[r][c][1]);
 }
 
@@ -120,20 +120,29 @@ AI void float_run(int fmt, int R, int64_t k, const uint8_t *w, size_t ws, const 
     int c = 0;
     for (; c + 2 <= ncols; c += 2)
         float_tile(fmt, R, 2, k, w, ws, panel + (size_t)c * pstride, pstride, out + c, ncols);
-    if (c < ncols) float_tile(fmt, R, 1, k, w, ws, panel + (size_t)c * pstride, pstride, out + c, ncols);
+    if (c < ncols)
+        float_tile(fmt, R, 1, k, w, ws, panel + (size_t)c * pstride, pstride, out + c, ncols);
 }
 
 #define ROWS_SWITCH(call)                                                                          \
     switch (nrows) {                                                                               \
-    case 1: call(1); break;                                                                        \
-    case 2: call(2); break;                                                                        \
-    case 3: call(3); break;                                                                        \
-    default: call(4); break;                                                                       \
+    case 1:                                                                                        \
+        call(1);                                                                                   \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        call(2);                                                                                   \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        call(3);                                                                                   \
+        break;                                                                                     \
+    default:                                                                                       \
+        call(4);                                                                                   \
+        break;                                                                                     \
     }
 
 #define FLOAT_CALL(R) float_run(fmt_, R, k, w, w_stride, panel, pstride, ngroups, out)
 #define FLOAT_RUN(name, fmt)                                                                       \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         const int fmt_ = fmt;                                                                      \
@@ -172,8 +181,10 @@ AI void interleave_rows(int RR, const __m256i *u, int32_t *out) {
     } else {
         const __m512i z0 = _mm512_inserti64x4(_mm512_castsi256_si512(u[0]), u[1], 1);
         const __m512i z1 = _mm512_inserti64x4(_mm512_castsi256_si512(u[2]), u[3], 1);
-        const __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
-        const __m512i hi = _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
+        const __m512i lo =
+            _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+        const __m512i hi =
+            _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
         _mm512_store_si512(out, _mm512_permutex2var_epi32(z0, lo, z1));
         _mm512_store_si512(out + 16, _mm512_permutex2var_epi32(z0, hi, z1));
     }
@@ -192,9 +203,9 @@ AI void store_tile(int RR, int P, const __m512 *v, float *out, int out_stride, i
 
 /* ================================ 32-value block formats ================================ */
 
-#define Q32_D (32 * W)    /* offset of d[] in a block record */
+#define Q32_D    (32 * W) /* offset of d[] in a block record */
 #define Q32_CORR (36 * W) /* of corr[] */
-#define Q32_S (40 * W)    /* of s[] */
+#define Q32_S    (40 * W) /* of s[] */
 
 enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_Q8_0 };
 
@@ -203,11 +214,16 @@ AI bool q32_has_min(int fmt) {
 }
 AI size_t q32_wsize(int fmt) {
     switch (fmt) {
-    case F_Q4_0: return sizeof(ar_block_q4_0);
-    case F_Q4_1: return sizeof(ar_block_q4_1);
-    case F_Q5_0: return sizeof(ar_block_q5_0);
-    case F_Q5_1: return sizeof(ar_block_q5_1);
-    default: return sizeof(ar_block_q8_0);
+    case F_Q4_0:
+        return sizeof(ar_block_q4_0);
+    case F_Q4_1:
+        return sizeof(ar_block_q4_1);
+    case F_Q5_0:
+        return sizeof(ar_block_q5_0);
+    case F_Q5_1:
+        return sizeof(ar_block_q5_1);
+    default:
+        return sizeof(ar_block_q8_0);
     }
 }
 AI size_t q32_record(int fmt) {
@@ -259,7 +275,7 @@ typedef struct {
 
 AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32_tile_w *t) {
     __m256i u[4];
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < RR; r++) u[r] = unpack32(fmt, rows[r] + off, &t->d[r], &t->m[r]);
     interleave_rows(RR, u, t->wt);
 }
@@ -268,22 +284,22 @@ AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
                  const uint8_t *panel, __m512 *run) {
     const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm512_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
         q32_tile_w t[4];
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)b * rec;
         __m512i s0[4], s1[4];
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) s0[p] = s1[p] = _mm512_setzero_si512();
-        UNROLL
+#pragma GCC unroll 16
         for (int q = 0; q < 8; q += 2) {
             const __m512i a0 = _mm512_load_si512(pb + 64 * q);
             const __m512i a1 = _mm512_load_si512(pb + 64 * q + 64);
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++) {
                 s0[p] = _mm512_dpbusd_epi32(s0[p], bcast_rows(RR, t[p].wt + q * RR), a0);
                 s1[p] = _mm512_dpbusd_epi32(s1[p], bcast_rows(RR, t[p].wt + (q + 1) * RR), a1);
@@ -291,14 +307,14 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
         }
         const __m512i corr = _mm512_load_si512(pb + Q32_CORR);
         const __m512 da = _mm512_load_ps(pb + Q32_D);
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
             const __m512i sumi = _mm512_sub_epi32(_mm512_add_epi32(s0[p], s1[p]), corr);
             __m512 term = _mm512_mul_ps(_mm512_mul_ps(bcast_rows_ps(RR, t[p].d), da),
                                         _mm512_cvtepi32_ps(sumi));
             if (q32_has_min(fmt))
-                term = _mm512_add_ps(term, _mm512_mul_ps(bcast_rows_ps(RR, t[p].m),
-                                                         _mm512_load_ps(pb + Q32_S)));
+                term = _mm512_add_ps(
+                    term, _mm512_mul_ps(bcast_rows_ps(RR, t[p].m), _mm512_load_ps(pb + Q32_S)));
             run[p] = _mm512_add_ps(run[p], term);
         }
     }
@@ -312,20 +328,21 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
     __m512 a[4], b[4], c[4], r[4];
     q32_lane(fmt, RR, P, nb, 0, rows, panel, a);
     q32_lane(fmt, RR, P, nb, 4, rows, panel, r);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], r[p]);
     q32_lane(fmt, RR, P, nb, 2, rows, panel, b);
     q32_lane(fmt, RR, P, nb, 6, rows, panel, r);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], r[p]));
     q32_lane(fmt, RR, P, nb, 1, rows, panel, b);
     q32_lane(fmt, RR, P, nb, 5, rows, panel, r);
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) b[p] = _mm512_add_ps(b[p], r[p]);
     q32_lane(fmt, RR, P, nb, 3, rows, panel, c);
     q32_lane(fmt, RR, P, nb, 7, rows, panel, r);
-    UNROLL
-    for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], _mm512_add_ps(c[p], r[p])));
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++)
+        a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], _mm512_add_ps(c[p], r[p])));
     store_tile(RR, P, a, out, out_stride, nrows);
 }
 
@@ -336,7 +353,7 @@ AI void row_pointers(const void *w, size_t ws, int nrows, int count, const uint8
 }
 
 #define Q32_RUN(name, fmt, RR, P)                                                                  \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         const uint8_t *rows[8];                                                                    \
@@ -371,11 +388,14 @@ Q32_RUNS(q8_0, F_Q8_0)
  * column (width 1): per block its 8 quant dwords, d, corr (and s). */
 
 #define GEMV_ROW(L) (4 * ((L) % 4) + (L) / 4)
+#ifndef GEMV_HINT
+#define GEMV_HINT _MM_HINT_T1 /* into L2: measured a little better than T0 */
+#endif
 
 /* 16 rows' 16 bytes at offset off: lane L of t[q] = dword q of row GEMV_ROW(L). */
 AI void gemv_transpose16(const uint8_t *const *rows, size_t off, __m512i t[4]) {
     __m512i z[4];
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < 4; p++) {
         __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * p] + off)));
         v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * p + 1] + off)), 1);
@@ -399,14 +419,14 @@ AI __m512 gemv_term(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b
     if (fmt == F_Q8_0) {
         gemv_transpose16(rows, off + 2, wq);
         gemv_transpose16(rows, off + 18, wq + 4);
-        UNROLL
+#pragma GCC unroll 16
         for (int q = 0; q < 8; q++) wq[q] = _mm512_xor_si512(wq[q], _mm512_set1_epi8((char)0x80));
     } else { /* Q4_0, Q4_1: dword q of the packed bytes holds values 4q.. (low nibbles) and
               * 16 + 4q.. (high nibbles) */
         __m512i t[4];
         gemv_transpose16(rows, off + (fmt == F_Q4_0 ? 2 : 4), t);
         const __m512i m4 = _mm512_set1_epi8(0x0F);
-        UNROLL
+#pragma GCC unroll 16
         for (int q = 0; q < 4; q++) {
             wq[q] = _mm512_and_si512(t[q], m4);
             wq[q + 4] = _mm512_and_si512(_mm512_srli_epi16(t[q], 4), m4);
@@ -414,7 +434,7 @@ AI __m512 gemv_term(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b
     }
     const uint8_t *pb = panel + (size_t)b * rec;
     __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-    UNROLL
+#pragma GCC unroll 16
     for (int q = 0; q < 8; q += 2) {
         s0 = _mm512_dpbusd_epi32(s0, wq[q], _mm512_set1_epi32(load_i32(pb + 4 * q)));
         s1 = _mm512_dpbusd_epi32(s1, wq[q + 1], _mm512_set1_epi32(load_i32(pb + 4 * q + 4)));
@@ -426,8 +446,7 @@ AI __m512 gemv_term(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b
     float da, sa = 0;
     memcpy(&da, pb + 32, 4);
     const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-    __m512 term =
-        _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(sumi));
+    __m512 term = _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(sumi));
     if (q32_has_min(fmt)) {
         memcpy(&sa, pb + 40, 4);
         const __m512 mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
@@ -445,15 +464,25 @@ AI void gemv_rows(int fmt, int64_t k, const void *w, size_t ws, int nrows, const
     const __m512i gidx = _mm512_loadu_si512(gofs);
     const int64_t nb = k / AR_QK;
     __m512 acc[8];
-    UNROLL
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
+    /* The 16 rows are one contiguous stretch of the matrix, read as 16 interleaved streams,
+     * which the hardware prefetchers follow poorly: while computing it, fetch the next call's
+     * stretch (the next 16 rows; past the matrix end a prefetch is harmless), a share a step. */
+    const size_t lines = (16 * ws + 63) / 64, steps = (size_t)(nb + 7) / 8;
+    const size_t per_step = (lines + steps - 1) / steps;
+    const char *next = (const char *)rows[0] + 16 * ws;
+    size_t line = 0;
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
-        UNROLL
+        for (size_t e = AR_MIN(lines, line + per_step); line < e; line++)
+            _mm_prefetch(next + 64 * line, GEMV_HINT);
+#pragma GCC unroll 16
         for (int j = 0; j < 8; j++)
             acc[j] = _mm512_add_ps(acc[j], gemv_term(fmt, rows, gidx, b + j, panel));
     }
-    UNROLL
+    for (; line < lines; line++) _mm_prefetch(next + 64 * line, GEMV_HINT);
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
         if (b + j < nb) acc[j] = _mm512_add_ps(acc[j], gemv_term(fmt, rows, gidx, b + j, panel));
     const __m512 sum =
@@ -466,7 +495,7 @@ AI void gemv_rows(int fmt, int64_t k, const void *w, size_t ws, int nrows, const
 }
 
 #define GEMV_RUN(name, fmt)                                                                        \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         (void)pstride, (void)ngroups;                                                              \
@@ -478,19 +507,24 @@ GEMV_RUN(gemv_q8_0, F_Q8_0)
 
 /* ================================ K-quants ================================ */
 
-#define QK_D (256 * W)  /* offset of d[] in a super-block record */
-#define QK_BS (260 * W) /* of the bsum pairs */
+#define QK_D      (256 * W) /* offset of d[] in a super-block record */
+#define QK_BS     (260 * W) /* of the bsum pairs */
 #define QK_RECORD ((size_t)4 * W * 73)
 
 enum { F_Q2_K, F_Q3_K, F_Q4_K, F_Q5_K, F_Q6_K };
 
 AI size_t qk_wsize(int fmt) {
     switch (fmt) {
-    case F_Q2_K: return sizeof(ar_block_q2_K);
-    case F_Q3_K: return sizeof(ar_block_q3_K);
-    case F_Q4_K: return sizeof(ar_block_q4_K);
-    case F_Q5_K: return sizeof(ar_block_q5_K);
-    default: return sizeof(ar_block_q6_K);
+    case F_Q2_K:
+        return sizeof(ar_block_q2_K);
+    case F_Q3_K:
+        return sizeof(ar_block_q3_K);
+    case F_Q4_K:
+        return sizeof(ar_block_q4_K);
+    case F_Q5_K:
+        return sizeof(ar_block_q5_K);
+    default:
+        return sizeof(ar_block_q6_K);
     }
 }
 
@@ -510,10 +544,10 @@ static inline int32_t pair16(int lo, int hi) {
 /* Q2_K/Q3_K qs: value 128c + 32k + l is bits 2k of byte 32c + l. */
 AI void unpack_2bit(const uint8_t *qs, uint8_t *u) {
     const __m256i m3 = _mm256_set1_epi8(3);
-    UNROLL
+#pragma GCC unroll 16
     for (int c = 0; c < 2; c++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-        UNROLL
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             _mm256_store_si256((__m256i *)(u + 128 * c + 32 * k), _mm256_and_si256(q, m3));
             q = _mm256_srli_epi16(q, 2);
@@ -539,7 +573,7 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
         const ar_block_q3_K *b = (const ar_block_q3_K *)wb;
         unpack_2bit(b->qs, x->u);
         __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
-        UNROLL
+#pragma GCC unroll 16
         for (int i = 0; i < 8; i++) { /* values 32i..32i+31: bit i of hmask[l] */
             __m256i *p = (__m256i *)(x->u + 32 * i);
             _mm256_store_si256(p, _mm256_or_si256(_mm256_load_si256(p),
@@ -564,10 +598,11 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
             qs = b->qs, scales = b->scales, qh = b->qh, hd = b->d, hmin = b->dmin;
         }
         __m256i hm = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i lo = _mm256_and_si256(q, m4),
+                    hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
             if (qh) {
                 lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
                 hi = _mm256_or_si256(
@@ -592,7 +627,7 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
         /* Q6_K: u = 4 low bits + 2 high bits in [0, 63]; value u - 32 */
         const ar_block_q6_K *b = (const ar_block_q6_K *)wb;
         const __m256i m3 = _mm256_set1_epi8(3);
-        UNROLL
+#pragma GCC unroll 16
         for (int c = 0; c < 2; c++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c + 32));
@@ -600,7 +635,7 @@ AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
             const __m256i low[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
                                     _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
                                     _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
-            UNROLL
+#pragma GCC unroll 16
             for (int k = 0; k < 4; k++) {
                 _mm256_store_si256(
                     (__m256i *)(x->u + 128 * c + 32 * k),
@@ -630,7 +665,7 @@ typedef struct {
 
 AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_tile_w *t) {
     qk_unpacked x[4];
-    UNROLL
+#pragma GCC unroll 16
     for (int r = 0; r < RR; r++) {
         unpack_k(fmt, rows[r] + off, &x[r]);
         for (int j = 0; j < 16; j++) t->sc[j * RR + r] = x[r].sc[j];
@@ -638,63 +673,63 @@ AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_t
         t->d[r] = x[r].d;
         t->dmin[r] = x[r].dmin;
     }
-    UNROLL
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         __m256i u[4];
-        UNROLL
+#pragma GCC unroll 16
         for (int r = 0; r < RR; r++) u[r] = _mm256_load_si256((const __m256i *)(x[r].u + 32 * i));
         interleave_rows(RR, u, t->wt + 8 * RR * i);
     }
 }
 
 /* P groups of RR rows against one panel; super-block terms go to one running sum, in order. */
-AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
-                const uint8_t *panel, float *out, int out_stride, int nrows) {
+AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
+                float *out, int out_stride, int nrows) {
     const size_t wsz = qk_wsize(fmt);
     const bool per32 = fmt == F_Q4_K || fmt == F_Q5_K;
     const bool has_min = fmt == F_Q2_K || fmt == F_Q4_K || fmt == F_Q5_K;
     const int span = per32 ? 8 : 4; /* dwords per scale */
     __m512 sum[4];
-    UNROLL
+#pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm512_setzero_ps();
     qk_tile_w t[4];
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)i * QK_RECORD;
         __m512i isum[4], pairs[4];
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) isum[p] = pairs[p] = _mm512_setzero_si512();
         for (int sb = 0; sb < 64 / span; sb++) {
             __m512i s0[4], s1[4];
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++) s0[p] = s1[p] = _mm512_setzero_si512();
-            UNROLL
+#pragma GCC unroll 16
             for (int q = span * sb; q < span * (sb + 1); q += 2) {
                 const __m512i a0 = _mm512_load_si512(pb + 64 * q);
                 const __m512i a1 = _mm512_load_si512(pb + 64 * q + 64);
-                UNROLL
+#pragma GCC unroll 16
                 for (int p = 0; p < P; p++) {
                     s0[p] = _mm512_dpbusd_epi32(s0[p], bcast_rows(RR, t[p].wt + q * RR), a0);
                     s1[p] = _mm512_dpbusd_epi32(s1[p], bcast_rows(RR, t[p].wt + (q + 1) * RR), a1);
                 }
             }
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++)
-                isum[p] = _mm512_add_epi32(
-                    isum[p], _mm512_mullo_epi32(_mm512_add_epi32(s0[p], s1[p]),
-                                                bcast_rows(RR, t[p].sc + sb * RR)));
+                isum[p] = _mm512_add_epi32(isum[p],
+                                           _mm512_mullo_epi32(_mm512_add_epi32(s0[p], s1[p]),
+                                                              bcast_rows(RR, t[p].sc + sb * RR)));
         }
-        UNROLL
+#pragma GCC unroll 16
         for (int q = 0; q < 8; q++) {
             const __m512i bs = _mm512_load_si512(pb + QK_BS + 64 * q);
-            UNROLL
+#pragma GCC unroll 16
             for (int p = 0; p < P; p++)
                 pairs[p] = _mm512_dpwssd_epi32(pairs[p], bcast_rows(RR, t[p].pair + q * RR), bs);
         }
         const __m512 da = _mm512_load_ps(pb + QK_D);
-        UNROLL
+#pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
             const __m512 d = _mm512_mul_ps(bcast_rows_ps(RR, t[p].d), da);
             __m512 term;
@@ -714,7 +749,7 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
 }
 
 #define QK_RUN(name, fmt, RR, P)                                                                   \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,               \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
         const uint8_t *rows[8];                                                                    \
@@ -743,28 +778,48 @@ QK_RUNS(q6_K, F_Q6_K)
 
 /* ================================ the table ================================ */
 
-static const ar_gemm_kernel k_f32 = {.path = "avx512", .panel = AR_PANEL_ROWS, .act = AR_TYPE_F32,
-                                     .width = 1, .rep = 1, .lanes = 1, .max_rows = 4,
-                                     .max_groups = 64, .run = run_f32};
-static const ar_gemm_kernel k_f16 = {.path = "avx512", .panel = AR_PANEL_ROWS, .act = AR_TYPE_F16,
-                                     .width = 1, .rep = 1, .lanes = 1, .max_rows = 4,
-                                     .max_groups = 64, .run = run_f16};
-static const ar_gemm_kernel k_bf16 = {.path = "avx512", .panel = AR_PANEL_ROWS,
-                                      .act = AR_TYPE_BF16, .width = 1, .rep = 1, .lanes = 1,
-                                      .max_rows = 4, .max_groups = 64, .run = run_bf16};
+static const ar_gemm_kernel k_f32 = {.path = "avx512",
+                                     .panel = AR_PANEL_ROWS,
+                                     .act = AR_TYPE_F32,
+                                     .width = 1,
+                                     .rep = 1,
+                                     .lanes = 1,
+                                     .max_rows = 4,
+                                     .max_groups = 64,
+                                     .run = run_f32};
+static const ar_gemm_kernel k_f16 = {.path = "avx512",
+                                     .panel = AR_PANEL_ROWS,
+                                     .act = AR_TYPE_F16,
+                                     .width = 1,
+                                     .rep = 1,
+                                     .lanes = 1,
+                                     .max_rows = 4,
+                                     .max_groups = 64,
+                                     .run = run_f16};
+static const ar_gemm_kernel k_bf16 = {.path = "avx512",
+                                      .panel = AR_PANEL_ROWS,
+                                      .act = AR_TYPE_BF16,
+                                      .width = 1,
+                                      .rep = 1,
+                                      .lanes = 1,
+                                      .max_rows = 4,
+                                      .max_groups = 64,
+                                      .run = run_bf16};
 
 #define QKERNEL(fn, kind, a, rr, c, s)                                                             \
-    {.path = "avx512vnni", .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),     \
-     .max_rows = (rr) == 4 ? 8 : 4 * (rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn}
+    {                                                                                              \
+        .path = "avx512vnni", .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),   \
+        .max_rows = (rr) == 4 ? 8 : 4 * (rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn   \
+    }
 #define Q32_SET(sfx, c, s)                                                                         \
     static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),        \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),        \
+        QKERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),         \
+        QKERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),         \
         QKERNEL(run_##sfx##_r4, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 4, c, s)};
 #define QK_SET(sfx)                                                                                \
     static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                          \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                          \
+        QKERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                           \
+        QKERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                           \
         QKERNEL(run_##sfx##_r4, AR_PANEL_QK, AR_TYPE_Q8_K, 4, 0, false)};
 Q32_SET(q4_0, 8, false)
 Q32_SET(q4_1, 0, true)
@@ -780,9 +835,11 @@ QK_SET(q6_K)
 /* n = 1 kernels: a one-column panel (width 1), 16 rows a call (gathering the rows' scales with
  * 32-bit offsets: matmul.c uses them only when 15 rows span less than 2 GB) */
 #define GEMV_KERNEL(fn, c, s)                                                                      \
-    {.path = "avx512vnni", .panel = AR_PANEL_Q32, .act = (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0,       \
-     .width = 1, .rep = 1, .lanes = 1, .max_rows = 16, .max_groups = 1, .corr = c, .with_s = s,   \
-     .run = fn}
+    {                                                                                              \
+        .path = "avx512vnni", .panel = AR_PANEL_Q32, .act = (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0,     \
+        .width = 1, .rep = 1, .lanes = 1, .max_rows = 16, .max_groups = 1, .corr = c, .with_s = s, \
+        .run = fn                                                                                  \
+    }
 static const ar_gemm_kernel g_q4_0 = GEMV_KERNEL(gemv_q4_0, 8, false);
 static const ar_gemm_kernel g_q4_1 = GEMV_KERNEL(gemv_q4_1, 0, true);
 static const ar_gemm_kernel g_q8_0 = GEMV_KERNEL(gemv_q8_0, 128, false);
@@ -793,24 +850,39 @@ static ar_gemm_set set_of(const ar_gemm_kernel *k, const ar_gemm_kernel *gemv) {
 
 ar_gemm_set ar_gemm_avx512(ar_type t, bool vnni) {
     switch (t) {
-    case AR_TYPE_F32: return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL};
-    case AR_TYPE_F16: return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL};
-    case AR_TYPE_BF16: return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL};
-    default: break;
+    case AR_TYPE_F32:
+        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL};
+    case AR_TYPE_F16:
+        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL};
+    case AR_TYPE_BF16:
+        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL};
+    default:
+        break;
     }
     if (!vnni) return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
     switch (t) {
-    case AR_TYPE_Q4_0: return set_of(k_q4_0, &g_q4_0);
-    case AR_TYPE_Q4_1: return set_of(k_q4_1, &g_q4_1);
-    case AR_TYPE_Q5_0: return set_of(k_q5_0, NULL);
-    case AR_TYPE_Q5_1: return set_of(k_q5_1, NULL);
-    case AR_TYPE_Q8_0: return set_of(k_q8_0, &g_q8_0);
-    case AR_TYPE_Q2_K: return set_of(k_q2_K, NULL);
-    case AR_TYPE_Q3_K: return set_of(k_q3_K, NULL);
-    case AR_TYPE_Q4_K: return set_of(k_q4_K, NULL);
-    case AR_TYPE_Q5_K: return set_of(k_q5_K, NULL);
-    case AR_TYPE_Q6_K: return set_of(k_q6_K, NULL);
-    default: return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    case AR_TYPE_Q4_0:
+        return set_of(k_q4_0, &g_q4_0);
+    case AR_TYPE_Q4_1:
+        return set_of(k_q4_1, &g_q4_1);
+    case AR_TYPE_Q5_0:
+        return set_of(k_q5_0, NULL);
+    case AR_TYPE_Q5_1:
+        return set_of(k_q5_1, NULL);
+    case AR_TYPE_Q8_0:
+        return set_of(k_q8_0, &g_q8_0);
+    case AR_TYPE_Q2_K:
+        return set_of(k_q2_K, NULL);
+    case AR_TYPE_Q3_K:
+        return set_of(k_q3_K, NULL);
+    case AR_TYPE_Q4_K:
+        return set_of(k_q4_K, NULL);
+    case AR_TYPE_Q5_K:
+        return set_of(k_q5_K, NULL);
+    case AR_TYPE_Q6_K:
+        return set_of(k_q6_K, NULL);
+    default:
+        return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
     }
 }
 

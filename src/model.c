@@ -124,6 +124,14 @@ static ar_status get_tensor(ar_model *m, const char *name, int64_t n_in, int64_t
                        (long long)want1);
     const ar_type_traits *tt = ar_type_get(t->type);
     if (!tt) return ar_fail(AR_ERR_UNSUPPORTED, "%s: tensor %s: unsupported type", m->path, name);
+    /* the weights are used in place: C needs a float (and a block's fp16 scale) aligned */
+    if ((uintptr_t)t->data % 4 != 0)
+        return ar_fail(AR_ERR_UNSUPPORTED,
+                       "%s: tensor %s: data at file offset %llu is not 4-byte aligned "
+                       "(general.alignment %llu)",
+                       m->path, name,
+                       (unsigned long long)((const uint8_t *)t->data - m->gguf->map),
+                       (unsigned long long)m->gguf->alignment);
     if (n_out) { /* a matmul weight: the activation format's blocks must tile a row too */
         const ar_type_traits *at = ar_type_get(tt->vec_dot_type);
         if (!at || n_in % at->blck_size != 0)

@@ -235,6 +235,53 @@ static inline __m256i ar_mm256_bit4_from_bits32(const uint8_t *qh) {
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
+/* exp(x): x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a polynomial of degree 7 (Cephes' expf
+ * coefficients, about 1 ulp), times 2^n as two powers of two built in the exponent field (so
+ * that overflow gives infinity and underflow subnormals or zero, through the multiplications).
+ * NaN stays NaN. Needs FMA. */
+#ifdef __FMA__
+static inline __m256 ar_mm256_exp(__m256 x) {
+    /* beyond +-104 the result is inf or 0 anyway; max/min return x when it is NaN */
+    x = _mm256_min_ps(_mm256_set1_ps(104.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i n2 = _mm256_sub_epi32(ni, n1); /* both within [-75, 75] */
+    const __m256 s1 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+#endif
+#ifdef __AVX512F__
+/* The same with 16 lanes; vscalefps scales by 2^n in one rounding. */
+static inline __m512 ar_mm512_exp(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(104.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
 /* Integer sums of one 32-value block (8 partial lanes) of weight block w and activation a. */
 typedef __m256i (*ar_block32_dot_fn)(const uint8_t *w, const uint8_t *a);
 
@@ -428,6 +475,20 @@ ar_attn_fn ar_attn_get(void);
 void ar_attn_scalar(const ar_attn_args *a);
 void ar_attn_avx2(const ar_attn_args *a);
 void ar_attn_avx512(const ar_attn_args *a);
+
+/* ---- elementwise (forward.c), dispatched; each output depends only on its own row (RMSNorm) or
+ * element (SwiGLU), vector tails computing the same formula as the body ----
+ * rmsnorm: o = (x * (1 / sqrt(mean(x^2) + eps))) * g, the squares summed in double;
+ * swiglu: g = silu(g) * u = (g / (1 + exp(-g))) * u. */
+void ar_rmsnorm_row(float *restrict o, const float *restrict x, const float *restrict g, int n,
+                    float eps);
+void ar_swiglu_row(float *restrict g, const float *restrict u, int64_t n);
+void ar_rmsnorm_row_avx2(float *restrict o, const float *restrict x, const float *restrict g,
+                         int n, float eps);
+void ar_rmsnorm_row_avx512(float *restrict o, const float *restrict x, const float *restrict g,
+                           int n, float eps);
+void ar_swiglu_row_avx2(float *restrict g, const float *restrict u, int64_t n);
+void ar_swiglu_row_avx512(float *restrict g, const float *restrict u, int64_t n);
 
 /* ar_quantize_row and a row of ar_fp32_to_fp16, vectorised where the CPU allows: the same bytes
  * for any input (kernels_act_*.c; dispatched by ar_kernels_select). */

@@ -69,8 +69,10 @@ static bool spin_while_equal(_Atomic uint32_t *word, uint32_t seen, uint64_t ns,
         cpu_relax();
         if ((i & 63) == 63) {
             const uint64_t t = now_ns();
-            if (!t0) t0 = t;
-            else if (t - t0 > ns) return false;
+            if (!t0)
+                t0 = t;
+            else if (t - t0 > ns)
+                return false;
         }
     }
 }
@@ -144,8 +146,12 @@ void ar_pool_free(ar_pool *p) {
     free(p);
 }
 
-int ar_pool_threads(const ar_pool *p) { return p->n; }
-bool ar_pool_pin_failed(const ar_pool *p) { return p->pin_failed; }
+int ar_pool_threads(const ar_pool *p) {
+    return p->n;
+}
+bool ar_pool_pin_failed(const ar_pool *p) {
+    return p->pin_failed;
+}
 
 void ar_pool_run(ar_pool *p, ar_job_fn fn, void *arg) {
     if (p->n == 1) {

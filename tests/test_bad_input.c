@@ -152,7 +152,9 @@ static void expect_success(const run_result *r) {
 /* ------------------------------------------------------------------ files */
 
 static char *tmpdir;
-static void setup_tmp(void) { tmpdir = gb_tmpdir(); }
+static void setup_tmp(void) {
+    tmpdir = gb_tmpdir();
+}
 static void teardown_tmp(void) {
     gb_rmdir(tmpdir);
     free(tmpdir);
@@ -223,8 +225,10 @@ static void walk(const uint8_t *d, size_t size, layout *l) {
             uint64_t n = le(d + p, 8);
             mark(l, p += 8);
             for (uint64_t i = 0; i < n; i++) {
-                if (et == 8) p += 8 + le(d + p, 8);
-                else p += scalar_bytes(et);
+                if (et == 8)
+                    p += 8 + le(d + p, 8);
+                else
+                    p += scalar_bytes(et);
                 if (i == 0) mark(l, p);
             }
         } else {
@@ -260,6 +264,8 @@ typedef struct model_edit {
     const char *drop_tensor;
     const char *reshape_tensor; /* gets shape ne (data: the original's prefix, or zeros) */
     int64_t ne[2];
+    uint32_t alignment;   /* general.alignment to write (0: the original's) */
+    const char *name_pad; /* a general.name of this length shifts the data section */
 } model_edit;
 
 static ar_status fill_zero(void *user, uint64_t index, void *dst, uint64_t size) {
@@ -274,8 +280,12 @@ static char *edited_copy(const char *src_path, const char *name, const model_edi
     for (uint64_t i = 0; i < src->n_kv; i++)
         if (!e->set_key || strcmp(src->kv[i].key, e->set_key))
             cr_assert_eq(ar_gguf_copy_kv(w, &src->kv[i]), AR_OK, "%s", ar_last_error());
-    if (e->set_key && e->set_str) cr_assert_eq(ar_gguf_set_str(w, e->set_key, e->set_str), AR_OK);
-    else if (e->set_key) cr_assert_eq(ar_gguf_set_u32(w, e->set_key, e->set_u32), AR_OK);
+    if (e->set_key && e->set_str)
+        cr_assert_eq(ar_gguf_set_str(w, e->set_key, e->set_str), AR_OK);
+    else if (e->set_key)
+        cr_assert_eq(ar_gguf_set_u32(w, e->set_key, e->set_u32), AR_OK);
+    if (e->alignment) cr_assert_eq(ar_gguf_set_u32(w, "general.alignment", e->alignment), AR_OK);
+    if (e->name_pad) cr_assert_eq(ar_gguf_set_str(w, "general.name", e->name_pad), AR_OK);
     for (uint64_t i = 0; i < src->n_tensors; i++) {
         const ar_gguf_tensor *t = &src->tensors[i];
         if (e->drop_tensor && !strcmp(t->name, e->drop_tensor)) continue;
@@ -410,9 +420,9 @@ Test(bad_files, tensor_placement_and_types) {
         const char *needle;
     } patches[] = {
         {47, false, (size + 31) & ~(size_t)31, "past the end of the file"}, /* data past end */
-        {0, false, UINT64_MAX & ~(uint64_t)31, "past the end"}, /* offset overflows */
-        {1, false, 0, "overlaps"},                              /* same data as tensor 0 */
-        {5, true, 4, "not a supported format"},                 /* a removed ggml type */
+        {0, false, UINT64_MAX & ~(uint64_t)31, "past the end"},             /* offset overflows */
+        {1, false, 0, "overlaps"},              /* same data as tensor 0 */
+        {5, true, 4, "not a supported format"}, /* a removed ggml type */
         {5, true, 39, "not a supported format"},
         {5, true, 0xffffffffu, "not a supported format"},
     };
@@ -433,6 +443,26 @@ Test(bad_files, tensor_placement_and_types) {
     }
     free(c);
     free(d);
+}
+
+/* general.alignment 1 is valid GGUF, but weights used in place need aligned floats. */
+Test(bad_files, misaligned_tensor_data) {
+    static const char *const pads[] = {"a", "ab", "abc", "abcd"};
+    for (size_t i = 0; i < AR_ARRAY_LEN(pads); i++) {
+        model_edit e = {.alignment = 1, .name_pad = pads[i]};
+        char name[32];
+        snprintf(name, sizeof name, "align1-%zu.gguf", i);
+        char *p = edited_copy(STORIES, name, &e);
+        ar_gguf *g = NULL;
+        cr_assert_eq(ar_gguf_open(p, &g), AR_OK, "%s", ar_last_error());
+        bool aligned = g->data_offset % 4 == 0; /* every tensor's size is a multiple of 4 */
+        ar_gguf_close(g);
+        if (aligned)
+            expect_success(RUN("generate", "-m", p, "-p", "Once", "-n", "4", "-t", "1"));
+        else
+            expect_model_rejected(p, "not 4-byte aligned");
+        free(p);
+    }
 }
 
 Test(bad_files, unknown_architecture) {
@@ -501,8 +531,8 @@ Test(bad_args, token_counts) {
     expect_success(r);
     cr_expect_eq(r->n_out, 0, "-n 0 printed [%s]", r->out);
     cr_expect(strstr(r->err, "generated 0 tokens"), "%s", r->err);
-    static const char *const bad[] = {"-2", "-100", "-2147483649", "2147483648", "1e3", "",
-                                      "5x", "0x10", "9223372036854775808"};
+    static const char *const bad[] = {"-2", "-100", "-2147483649", "2147483648",         "1e3",
+                                      "",   "5x",   "0x10",        "9223372036854775808"};
     for (size_t i = 0; i < AR_ARRAY_LEN(bad); i++)
         expect_failure(RUN("generate", "-m", STORIES, "-p", "Once", "-n", bad[i]), 2,
                        "invalid value");
@@ -578,10 +608,10 @@ Test(bad_args, invalid_flag_values) {
     expect_failure(RUN("tokenize", "-m", STORIES, "--bogus"), 2, "unknown argument");
     /* values checked once the models are known */
     static const char *const trees[][2] = {
-        {"bogus", "expected chain:K"},      {"chain:0", "K in [1"},
-        {"chain:999999999999", "K in [1"},  {"static:64x64", "counts in [1"},
-        {"static:8x8", "more than the"},      {"static:4x", "counts in [1"},      {"static:2x2y", "unexpected 'y'"},
-        {"dynamic:-3", "N in [1"},
+        {"bogus", "expected chain:K"},     {"chain:0", "K in [1"},
+        {"chain:999999999999", "K in [1"}, {"static:64x64", "counts in [1"},
+        {"static:8x8", "more than the"},   {"static:4x", "counts in [1"},
+        {"static:2x2y", "unexpected 'y'"}, {"dynamic:-3", "N in [1"},
     };
     for (size_t i = 0; i < AR_ARRAY_LEN(trees); i++)
         expect_failure(RUN("generate", "-m", STORIES, "-md", "lookup", "--tree", trees[i][0], "-p",
@@ -589,8 +619,7 @@ Test(bad_args, invalid_flag_values) {
                        1, trees[i][1]);
     static const char *const selfs[] = {"self:0", "self:5", "self:-1", "self:x", "self:"};
     for (size_t i = 0; i < AR_ARRAY_LEN(selfs); i++) {
-        run_result *r =
-            RUN("generate", "-m", STORIES, "-md", selfs[i], "-p", "x", "-t", "1");
+        run_result *r = RUN("generate", "-m", STORIES, "-md", selfs[i], "-p", "x", "-t", "1");
         cr_expect(r->exit_code == 1 || r->exit_code == 2, "%s: %s", selfs[i], describe(r));
         expect_failure(r, r->exit_code, "self");
     }

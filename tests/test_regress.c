@@ -75,17 +75,28 @@ static void quiet(void) {
     cr_redirect_stderr();
 }
 
-Test(regress, gguf) { replay_dir("gguf", fuzz_gguf_entry); }
-Test(regress, model) { replay_dir("model", fuzz_model_entry); }
-Test(regress, treespec) { replay_dir("treespec", fuzz_treespec_entry); }
-Test(regress, cli, .init = quiet) { replay_dir("cli", fuzz_cli_entry); }
-Test(regress, tokenize) { replay_dir("tokenize", fuzz_tokenize_entry); }
+Test(regress, gguf) {
+    replay_dir("gguf", fuzz_gguf_entry);
+}
+Test(regress, model) {
+    replay_dir("model", fuzz_model_entry);
+}
+Test(regress, treespec) {
+    replay_dir("treespec", fuzz_treespec_entry);
+}
+Test(regress, cli, .init = quiet) {
+    replay_dir("cli", fuzz_cli_entry);
+}
+Test(regress, tokenize) {
+    replay_dir("tokenize", fuzz_tokenize_entry);
+}
 
 /* Each harness accepts ordinary input (and the trivial one) without complaint. */
 Test(regress, harnesses_run, .init = quiet) {
     static const char spec[] = "static:4x2x1";
     cr_expect_eq(fuzz_treespec_entry((const uint8_t *)spec, sizeof spec - 1), 0);
-    static const char cli[] = "\0-m\0x.gguf\0-p\0hi\0-n\0" "4";
+    static const char cli[] = "\0-m\0x.gguf\0-p\0hi\0-n\0"
+                              "4";
     cr_expect_eq(fuzz_cli_entry((const uint8_t *)cli, sizeof cli - 1), 0);
     cr_expect_eq(fuzz_gguf_entry((const uint8_t *)"", 0), 0);
     cr_expect_eq(fuzz_model_entry((const uint8_t *)"GGUF", 4), 0);

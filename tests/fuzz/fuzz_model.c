@@ -1,10 +1,11 @@
 /* fuzz_model.c: libFuzzer harness for model loading through the public API: the input is a
  * GGUF file (written to an anonymous memory file, loaded by path exactly as `arbor generate`
  * does) that goes through the GGUF reader, the tokenizer loader, the hyperparameter and tensor
- * shape checks. A model that loads then runs: a context of 8 cells, three prompt tokens and a
- * few greedy tokens, plainly and with prompt-lookup speculation, and its tokenizer on a short
- * text. Failures must be one error line; success must produce tokens inside the vocabulary.
- * The seeds are tiny models derived from the fixtures (tests/fuzz/make_seeds.c). */
+ * shape checks. A model that loads then runs: its tokenizer on a short text, and a context of 8
+ * cells with three prompt tokens and a few generated ones, greedy and sampled, plainly and with
+ * speculation (prompt lookup, self-drafting). Mutated weights make NaN and infinite logits.
+ * Failures must be one error line; success must produce tokens inside the vocabulary. The seeds are
+ * tiny models derived from the fixtures (tests/fuzz/make_seeds.c). */
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -31,20 +32,29 @@ static bool fz_model_on_token(void *user, arbor_token token, const char *text, s
     return true;
 }
 
-static void fz_model_generate(const arbor_model *model, int32_t n_vocab, arbor_draft_kind kind) {
+/* A short generation: greedy or sampled (with every sampling transform on), plain or with a
+ * drafter (prompt lookup, or the model's own first layer). */
+static void fz_model_generate(const arbor_model *model, int32_t n_vocab, arbor_draft_kind kind,
+                              bool sampled) {
     arbor_context_params cp = arbor_context_default_params();
     cp.n_ctx = 8;
     cp.n_threads = 1;
     cp.n_batch = 4;
     cp.draft_kind = kind;
-    if (kind == ARBOR_DRAFT_LOOKUP) cp.tree = "chain:2";
+    cp.draft_self_layers = 1;
+    if (kind != ARBOR_DRAFT_NONE) cp.tree = sampled ? "static:2x1" : "chain:2";
     arbor_context *ctx = NULL;
     if (arbor_context_create(model, cp, &ctx) != ARBOR_OK) {
         fz_model_check_error();
         return;
     }
     arbor_generate_params gp = arbor_generate_default_params();
-    gp.sampling.temp = 0.0f;
+    gp.sampling.temp = sampled ? 0.9f : 0.0f;
+    gp.sampling.top_k = 20;
+    gp.sampling.top_p = 0.9f;
+    gp.sampling.min_p = 0.02f;
+    gp.sampling.repeat_penalty = sampled ? 1.2f : 1.0f;
+    gp.sampling.seed = 42;
     gp.n_predict = 4;
     gp.ignore_eos = true;
     arbor_token prompt[3];
@@ -80,7 +90,8 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size) {
     FZ_CHECK(info.file_bytes == size && info.weight_bytes <= size);
 
     /* the tokenizer on a fixed text, and every token printed */
-    static const char text[] = "Once upon a time, <s> \xe2\x96\x81" "caf\xc3\xa9 \xf0\x9f\x99\x82!\n";
+    static const char text[] = "Once upon a time, <s> \xe2\x96\x81"
+                               "caf\xc3\xa9 \xf0\x9f\x99\x82!\n";
     arbor_token ids[64];
     int32_t n = arbor_tokenize(model, text, sizeof text - 1, true, true, ids, 64);
     if (n < 0) fz_model_check_error();
@@ -91,8 +102,10 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size) {
         FZ_CHECK(k >= -9);
     }
 
-    fz_model_generate(model, info.n_vocab, ARBOR_DRAFT_NONE);
-    fz_model_generate(model, info.n_vocab, ARBOR_DRAFT_LOOKUP);
+    fz_model_generate(model, info.n_vocab, ARBOR_DRAFT_NONE, false);
+    fz_model_generate(model, info.n_vocab, ARBOR_DRAFT_NONE, true);
+    fz_model_generate(model, info.n_vocab, ARBOR_DRAFT_LOOKUP, true);
+    if (info.n_layer >= 2) fz_model_generate(model, info.n_vocab, ARBOR_DRAFT_SELF, false);
     arbor_model_free(model);
     return 0;
 }

@@ -96,10 +96,10 @@ static void write_tiny(const ar_gguf *src, const char *const *skip, const tiny_m
     ar_gguf_get_str(src, "general.architecture", &src_arch);
     for (uint64_t i = 0; i < src->n_kv; i++) {
         const char *k = src->kv[i].key;
-        bool keep = strncmp(k, "general.architecture", 20) != 0 &&
-                    strncmp(k, arch_prefix, strlen(arch_prefix)) != 0 &&
-                    !(src_arch.len && !strncmp(k, src_arch.ptr, src_arch.len) &&
-                      k[src_arch.len] == '.');
+        bool keep =
+            strncmp(k, "general.architecture", 20) != 0 &&
+            strncmp(k, arch_prefix, strlen(arch_prefix)) != 0 &&
+            !(src_arch.len && !strncmp(k, src_arch.ptr, src_arch.len) && k[src_arch.len] == '.');
         for (int s = 0; skip && skip[s]; s++) keep &= strncmp(k, skip[s], strlen(skip[s])) != 0;
         if (keep) check(ar_gguf_copy_kv(w, &src->kv[i]));
     }
@@ -161,6 +161,7 @@ static void tiny_llama_models(void) {
     if (!toks) die("%s", "stories260K-f32.gguf has no tokens");
     tiny_model t = {"llama", 4, 2, 1, 1, 8, (int)toks->arr_n, AR_TYPE_F32};
     ar_gguf_writer *w = ar_gguf_writer_new(3);
+    check(ar_gguf_set_u32(w, "general.alignment", 32)); /* a value for the fuzzer to change */
     write_tiny(src, NULL, &t, w, "tiny-llama-f32.gguf");
     ar_gguf_writer_free(w);
     t.weight_type = AR_TYPE_F16;
@@ -281,7 +282,8 @@ static void tokenizer_texts(void) {
     }
     /* special-token spellings, for both vocabularies */
     static const char *const specials[] = {"<s> hi </s>", "<|endoftext|>x<|endoftext|>",
-                                           "\xe2\x96\x81\xe2\x96\x81 <unk>", "\xff\xfe\x80 bad utf-8"};
+                                           "\xe2\x96\x81\xe2\x96\x81 <unk>",
+                                           "\xff\xfe\x80 bad utf-8"};
     for (size_t v = 0; v < 2; v++)
         for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) {
             char seed[256], name[32];
@@ -294,9 +296,9 @@ static void tokenizer_texts(void) {
 }
 
 static void tree_specs(void) {
-    static const char *const specs[] = {"chain:4",       "chain:32",       "static:4x2x1",
-                                        "static:1x1x1x1", "static:8x7",     "dynamic:16",
-                                        "dynamic:63",    "adaptive",       "static:2x2x2x2x2"};
+    static const char *const specs[] = {"chain:4",        "chain:32",   "static:4x2x1",
+                                        "static:1x1x1x1", "static:8x7", "dynamic:16",
+                                        "dynamic:63",     "adaptive",   "static:2x2x2x2x2"};
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         char name[32];
         snprintf(name, sizeof name, "spec-%zu", i);
@@ -311,14 +313,18 @@ static void cli_lines(void) {
         const char *args[24];
     } lines[] = {
         {0, {"-m", "m.gguf", "-p", "Once upon a time", "-n", "16", "--temp", "0", "-c", "128"}},
-        {0, {"-m", "m.gguf", "-md", "d.gguf", "--tree", "static:4x2x1", "-p", "x", "--top-k", "40",
-             "--top-p", "0.9"}},
-        {0, {"-m", "m.gguf", "-f", "p.txt", "-t", "2", "-b", "64", "--seed", "0x10", "--min-p",
-             "0.05"}},
-        {0, {"-m", "m.gguf", "-p", "x", "--repeat-penalty", "1.1", "--repeat-last-n", "-1",
-             "--stop", ".", "-ctk", "f16"}},
-        {0, {"-m", "m.gguf", "-p", "x", "-md", "self:2", "--stats", "--echo", "--ignore-eos",
-             "--no-parse-special"}},
+        {0,
+         {"-m", "m.gguf", "-md", "d.gguf", "--tree", "static:4x2x1", "-p", "x", "--top-k", "40",
+          "--top-p", "0.9"}},
+        {0,
+         {"-m", "m.gguf", "-f", "p.txt", "-t", "2", "-b", "64", "--seed", "0x10", "--min-p",
+          "0.05"}},
+        {0,
+         {"-m", "m.gguf", "-p", "x", "--repeat-penalty", "1.1", "--repeat-last-n", "-1", "--stop",
+          ".", "-ctk", "f16"}},
+        {0,
+         {"-m", "m.gguf", "-p", "x", "-md", "self:2", "--stats", "--echo", "--ignore-eos",
+          "--no-parse-special"}},
         {0, {"-m", "m.gguf", "-p", "x", "-md", "lookup", "--tree", "dynamic:16", "-n", "-1"}},
         {0, {"--help"}},
         {1, {"-m", "m.gguf", "-p", "Hello world", "--ids", "--no-bos", "--no-parse-special"}},
