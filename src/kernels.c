@@ -101,7 +101,7 @@ void ar_fp32_to_fp16_row(const float *restrict x, uint16_t *restrict dst, int64_
 const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n) {
     if ((int)t < 0 || (int)t >= AR_TYPE_COUNT) return NULL;
     const ar_gemm_set *set = &gemm_table[t];
-    if (n <= 1) return set->gemv;
+    if (n <= 1 || (set->gemv && n <= set->gemv_max_n)) return set->gemv;
     for (int i = 2; i >= 0; i--)
         if (set->by_rep[i] && set->by_rep[i]->lanes >= n) return set->by_rep[i];
     for (int i = 0; i < 3; i++)
@@ -128,7 +128,7 @@ void ar_kernels_select(ar_simd_level level) {
                                   AR_TYPE_Q5_K, AR_TYPE_Q6_K, AR_TYPE_Q8_K};
     for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) ar_type_set_fast(all[i], NULL, NULL);
     for (size_t i = 0; i < AR_TYPE_COUNT; i++)
-        gemm_table[i] = (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+        gemm_table[i] = (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
     quantize_fast = ar_quantize_row;
     fp16_row_fast = fp16_row_scalar;
     attn_fast = ar_attn_scalar;
@@ -137,7 +137,7 @@ void ar_kernels_select(ar_simd_level level) {
 #if defined(__x86_64__) || defined(__i386__)
     /* batched kernels: the best level's, else the next lower one's */
     for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) {
-        ar_gemm_set g = {{NULL, NULL, NULL}, NULL};
+        ar_gemm_set g = {{NULL, NULL, NULL}, NULL, 0};
         if (level >= AR_SIMD_AVX512) g = ar_gemm_avx512(all[i], level >= AR_SIMD_AVX512VNNI);
         if (!g.by_rep[0] && level >= AR_SIMD_AVX2) g = ar_gemm_avx2(all[i]);
         gemm_table[all[i]] = g;

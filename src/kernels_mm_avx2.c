@@ -138,6 +138,25 @@ AI void store_tile(int RR, int P, const __m256 *v, float *out, int out_stride, i
     }
 }
 
+/* Software prefetch of the rows after this call's (the next call's, contiguous in the matrix),
+ * a share per block step: the hardware prefetchers follow a call's interleaved row streams poorly
+ * when the weights come from memory. Past the matrix end a prefetch is harmless. */
+typedef struct {
+    const char *next;
+    size_t line, lines, per;
+} prefetcher;
+
+static inline prefetcher prefetch_rows(const uint8_t *first, size_t ws, int rows, int64_t steps,
+                                       bool on) {
+    const size_t lines = on ? ((size_t)rows * ws + 63) / 64 : 0;
+    return (prefetcher){(const char *)first + (size_t)rows * ws, 0, lines,
+                        lines / (size_t)(steps > 0 ? steps : 1) + 1};
+}
+static inline void prefetch_step(prefetcher *pf) {
+    for (const size_t e = AR_MIN(pf->lines, pf->line + pf->per); pf->line < e; pf->line++)
+        _mm_prefetch(pf->next + 64 * pf->line, _MM_HINT_T1);
+}
+
 AI void row_pointers(const void *w, size_t ws, int nrows, int count, const uint8_t **rows) {
     for (int r = 0; r < count; r++)
         rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
@@ -233,12 +252,13 @@ AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32
 }
 
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
-                 const uint8_t *panel, __m256 *run) {
+                 const uint8_t *panel, __m256 *run, prefetcher *pf) {
     const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
     const int D = q32_depth(fmt);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm256_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
+        prefetch_step(pf);
         q32_tile_w t[2];
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
@@ -279,23 +299,25 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
 }
 
 AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
-                 const uint8_t *panel, float *out, int out_stride, int nrows) {
+                 const uint8_t *panel, float *out, int out_stride, int nrows, size_t ws,
+                 bool first) {
     const int64_t nb = k / AR_QK;
+    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, nb, first);
     __m256 a[2], b[2], c[2], r[2];
-    q32_lane(fmt, RR, P, nb, 0, rows, panel, a);
-    q32_lane(fmt, RR, P, nb, 4, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 0, rows, panel, a, &pf);
+    q32_lane(fmt, RR, P, nb, 4, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 2, rows, panel, b);
-    q32_lane(fmt, RR, P, nb, 6, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 2, rows, panel, b, &pf);
+    q32_lane(fmt, RR, P, nb, 6, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], r[p]));
-    q32_lane(fmt, RR, P, nb, 1, rows, panel, b);
-    q32_lane(fmt, RR, P, nb, 5, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 1, rows, panel, b, &pf);
+    q32_lane(fmt, RR, P, nb, 5, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) b[p] = _mm256_add_ps(b[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 3, rows, panel, c);
-    q32_lane(fmt, RR, P, nb, 7, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 3, rows, panel, c, &pf);
+    q32_lane(fmt, RR, P, nb, 7, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++)
         a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], _mm256_add_ps(c[p], r[p])));
@@ -313,10 +335,10 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
         for (int g = 0; g < ngroups; g++) {                                                        \
             if (P == 1)                                                                            \
                 q32_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows);                                                      \
+                         C * ngroups, nrows, w_stride, g == 0);                                    \
             else                                                                                   \
                 q32_tile(fmt, RR, 2, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows);                                                      \
+                         C * ngroups, nrows, w_stride, g == 0);                                    \
         }                                                                                          \
     }
 #define Q32_RUNS(sfx, fmt)                                                                         \
@@ -521,7 +543,7 @@ AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_t
 }
 
 AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
-                float *out, int out_stride, int nrows) {
+                float *out, int out_stride, int nrows, size_t ws, bool first) {
     const size_t wsz = qk_wsize(fmt);
     const bool has_min = fmt == F_Q2_K || fmt == F_Q4_K || fmt == F_Q5_K;
     const int span = qk_span(fmt), D = qk_depth(fmt);
@@ -529,7 +551,9 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm256_setzero_ps();
     qk_tile_w t[2];
+    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
+        prefetch_step(&pf);
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();
@@ -595,10 +619,10 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
         for (int g = 0; g < ngroups; g++) {                                                        \
             if (P == 1)                                                                            \
                 qk_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows);                                                       \
+                        C * ngroups, nrows, w_stride, g == 0);                                     \
             else                                                                                   \
                 qk_tile(fmt, RR, 2, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows);                                                       \
+                        C * ngroups, nrows, w_stride, g == 0);                                     \
         }                                                                                          \
     }
 #define QK_RUNS(sfx, fmt)                                                                          \
@@ -649,17 +673,17 @@ QK_SET(q5_K)
 QK_SET(q6_K)
 
 static ar_gemm_set set_of(const ar_gemm_kernel *k) {
-    return (ar_gemm_set){{&k[0], &k[1], &k[2]}, NULL};
+    return (ar_gemm_set){{&k[0], &k[1], &k[2]}, NULL, 0};
 }
 
 ar_gemm_set ar_gemm_avx2(ar_type t) {
     switch (t) {
     case AR_TYPE_F32:
-        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL};
+        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL, 0};
     case AR_TYPE_F16:
-        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL};
+        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL, 0};
     case AR_TYPE_BF16:
-        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL};
+        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL, 0};
     case AR_TYPE_Q4_0:
         return set_of(k_q4_0);
     case AR_TYPE_Q4_1:
@@ -681,13 +705,13 @@ ar_gemm_set ar_gemm_avx2(ar_type t) {
     case AR_TYPE_Q6_K:
         return set_of(k_q6_K);
     default:
-        return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+        return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
     }
 }
 
 #else
 ar_gemm_set ar_gemm_avx2(ar_type t) {
     (void)t;
-    return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
 }
 #endif

@@ -201,6 +201,25 @@ AI void store_tile(int RR, int P, const __m512 *v, float *out, int out_stride, i
     }
 }
 
+/* Software prefetch of the rows after this call's (the next call's, contiguous in the matrix),
+ * a share per block step: the hardware prefetchers follow a call's interleaved row streams poorly
+ * when the weights come from memory. Past the matrix end a prefetch is harmless. */
+typedef struct {
+    const char *next;
+    size_t line, lines, per;
+} prefetcher;
+
+static inline prefetcher prefetch_rows(const uint8_t *first, size_t ws, int rows, int64_t steps,
+                                       bool on) {
+    const size_t lines = on ? ((size_t)rows * ws + 63) / 64 : 0;
+    return (prefetcher){(const char *)first + (size_t)rows * ws, 0, lines,
+                        lines / (size_t)(steps > 0 ? steps : 1) + 1};
+}
+static inline void prefetch_step(prefetcher *pf) {
+    for (const size_t e = AR_MIN(pf->lines, pf->line + pf->per); pf->line < e; pf->line++)
+        _mm_prefetch(pf->next + 64 * pf->line, _MM_HINT_T1);
+}
+
 /* ================================ 32-value block formats ================================ */
 
 #define Q32_D    (32 * W) /* offset of d[] in a block record */
@@ -282,11 +301,12 @@ AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32
 
 /* Running sum j (blocks j, j + 8, ...) of P groups of RR rows against one panel. */
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
-                 const uint8_t *panel, __m512 *run) {
+                 const uint8_t *panel, __m512 *run, prefetcher *pf) {
     const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm512_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
+        prefetch_step(pf);
         q32_tile_w t[4];
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
@@ -323,23 +343,25 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
 /* P groups of RR rows against one panel: the 8 running sums, folded as ar_reduce8:
  * ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)). */
 AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
-                 const uint8_t *panel, float *out, int out_stride, int nrows) {
+                 const uint8_t *panel, float *out, int out_stride, int nrows, size_t ws,
+                 bool first) {
     const int64_t nb = k / AR_QK;
+    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, nb, first);
     __m512 a[4], b[4], c[4], r[4];
-    q32_lane(fmt, RR, P, nb, 0, rows, panel, a);
-    q32_lane(fmt, RR, P, nb, 4, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 0, rows, panel, a, &pf);
+    q32_lane(fmt, RR, P, nb, 4, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 2, rows, panel, b);
-    q32_lane(fmt, RR, P, nb, 6, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 2, rows, panel, b, &pf);
+    q32_lane(fmt, RR, P, nb, 6, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], r[p]));
-    q32_lane(fmt, RR, P, nb, 1, rows, panel, b);
-    q32_lane(fmt, RR, P, nb, 5, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 1, rows, panel, b, &pf);
+    q32_lane(fmt, RR, P, nb, 5, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) b[p] = _mm512_add_ps(b[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 3, rows, panel, c);
-    q32_lane(fmt, RR, P, nb, 7, rows, panel, r);
+    q32_lane(fmt, RR, P, nb, 3, rows, panel, c, &pf);
+    q32_lane(fmt, RR, P, nb, 7, rows, panel, r, &pf);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++)
         a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], _mm512_add_ps(c[p], r[p])));
@@ -362,12 +384,12 @@ AI void row_pointers(const void *w, size_t ws, int nrows, int count, const uint8
             row_pointers(w, w_stride, nrows, RR, rows);                                            \
             for (int g = 0; g < ngroups; g++)                                                      \
                 q32_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows);                                                      \
+                         C * ngroups, nrows, w_stride, g == 0);                                    \
         } else {                                                                                   \
             row_pointers(w, w_stride, nrows, (RR) * (P), rows);                                    \
             for (int g = 0; g < ngroups; g++)                                                      \
                 q32_tile(fmt, RR, P, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows);                                                      \
+                         C * ngroups, nrows, w_stride, g == 0);                                    \
         }                                                                                          \
     }
 #define Q32_RUNS(sfx, fmt)                                                                         \
@@ -410,17 +432,21 @@ AI void gemv_transpose16(const uint8_t *const *rows, size_t off, __m512i t[4]) {
     t[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* The term of block b for 16 rows: (d_w * d_a) * sumi [+ m_w * s_a]. */
-AI __m512 gemv_term(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b,
-                    const uint8_t *panel) {
-    const size_t wsz = q32_wsize(fmt), rec = (size_t)4 * (q32_has_min(fmt) ? 11 : 10);
-    const size_t off = (size_t)b * wsz;
-    __m512i wq[8];
+/* Block b of 16 rows, transposed: quant dwords wq[q] (lane L: row GEMV_ROW(L)), and the rows'
+ * scales (and mins) as floats. */
+typedef struct {
+    __m512i q[8];
+    __m512 d, m;
+} gemv_block;
+
+AI void gemv_weights(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b,
+                     gemv_block *w) {
+    const size_t off = (size_t)b * q32_wsize(fmt);
     if (fmt == F_Q8_0) {
-        gemv_transpose16(rows, off + 2, wq);
-        gemv_transpose16(rows, off + 18, wq + 4);
+        gemv_transpose16(rows, off + 2, w->q);
+        gemv_transpose16(rows, off + 18, w->q + 4);
 #pragma GCC unroll 16
-        for (int q = 0; q < 8; q++) wq[q] = _mm512_xor_si512(wq[q], _mm512_set1_epi8((char)0x80));
+        for (int q = 0; q < 8; q++) w->q[q] = _mm512_xor_si512(w->q[q], _mm512_set1_epi8((char)0x80));
     } else { /* Q4_0, Q4_1: dword q of the packed bytes holds values 4q.. (low nibbles) and
               * 16 + 4q.. (high nibbles) */
         __m512i t[4];
@@ -428,44 +454,55 @@ AI __m512 gemv_term(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b
         const __m512i m4 = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 16
         for (int q = 0; q < 4; q++) {
-            wq[q] = _mm512_and_si512(t[q], m4);
-            wq[q + 4] = _mm512_and_si512(_mm512_srli_epi16(t[q], 4), m4);
+            w->q[q] = _mm512_and_si512(t[q], m4);
+            w->q[q + 4] = _mm512_and_si512(_mm512_srli_epi16(t[q], 4), m4);
         }
     }
+    /* the first 4 bytes of each row's block: d, and m for the _1 formats */
+    const __m512i dm = _mm512_i32gather_epi32(gidx, rows[0] + off, 1);
+    w->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+    if (q32_has_min(fmt))
+        w->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+}
+
+/* The term of block b for 16 rows against one column's panel: (d_w * d_a) * sumi [+ m_w * s_a]. */
+AI __m512 gemv_term(int fmt, const gemv_block *w, int64_t b, const uint8_t *panel) {
+    const size_t rec = (size_t)4 * (q32_has_min(fmt) ? 11 : 10);
     const uint8_t *pb = panel + (size_t)b * rec;
     __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (int q = 0; q < 8; q += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, wq[q], _mm512_set1_epi32(load_i32(pb + 4 * q)));
-        s1 = _mm512_dpbusd_epi32(s1, wq[q + 1], _mm512_set1_epi32(load_i32(pb + 4 * q + 4)));
+        s0 = _mm512_dpbusd_epi32(s0, w->q[q], _mm512_set1_epi32(load_i32(pb + 4 * q)));
+        s1 = _mm512_dpbusd_epi32(s1, w->q[q + 1], _mm512_set1_epi32(load_i32(pb + 4 * q + 4)));
     }
     const __m512i sumi =
         _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(load_i32(pb + 36)));
-    /* the first 4 bytes of each row's block: d, and m for the _1 formats */
-    const __m512i dm = _mm512_i32gather_epi32(gidx, rows[0] + off, 1);
     float da, sa = 0;
     memcpy(&da, pb + 32, 4);
-    const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-    __m512 term = _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(sumi));
+    __m512 term = _mm512_mul_ps(_mm512_mul_ps(w->d, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(sumi));
     if (q32_has_min(fmt)) {
         memcpy(&sa, pb + 40, 4);
-        const __m512 mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
-        term = _mm512_add_ps(term, _mm512_mul_ps(mw, _mm512_set1_ps(sa)));
+        term = _mm512_add_ps(term, _mm512_mul_ps(w->m, _mm512_set1_ps(sa)));
     }
     return term;
 }
 
-AI void gemv_rows(int fmt, int64_t k, const void *w, size_t ws, int nrows, const uint8_t *panel,
-                  float *out) {
+/* 16 rows against C columns (C one-column panels, pstride apart): each block's weights are
+ * transposed once for all columns; column c's 8 running sums are acc[c][0..7]. Outputs go to
+ * out[row * C + c]. */
+AI void gemv_rows(int fmt, int C, int64_t k, const void *w, size_t ws, int nrows,
+                  const uint8_t *panel, size_t pstride, float *out) {
     const uint8_t *rows[16];
     int32_t gofs[16];
     for (int r = 0; r < 16; r++) rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
     for (int l = 0; l < 16; l++) gofs[l] = (int32_t)(rows[GEMV_ROW(l)] - rows[0]);
     const __m512i gidx = _mm512_loadu_si512(gofs);
     const int64_t nb = k / AR_QK;
-    __m512 acc[8];
+    __m512 acc[4][8];
 #pragma GCC unroll 16
-    for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
+    for (int c = 0; c < C; c++)
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) acc[c][j] = _mm512_setzero_ps();
     /* The 16 rows are one contiguous stretch of the matrix, read as 16 interleaved streams,
      * which the hardware prefetchers follow poorly: while computing it, fetch the next call's
      * stretch (the next 16 rows; past the matrix end a prefetch is harmless), a share a step. */
@@ -478,28 +515,57 @@ AI void gemv_rows(int fmt, int64_t k, const void *w, size_t ws, int nrows, const
         for (size_t e = AR_MIN(lines, line + per_step); line < e; line++)
             _mm_prefetch(next + 64 * line, GEMV_HINT);
 #pragma GCC unroll 16
-        for (int j = 0; j < 8; j++)
-            acc[j] = _mm512_add_ps(acc[j], gemv_term(fmt, rows, gidx, b + j, panel));
+        for (int j = 0; j < 8; j++) {
+            gemv_block wb;
+            gemv_weights(fmt, rows, gidx, b + j, &wb);
+#pragma GCC unroll 16
+            for (int c = 0; c < C; c++)
+                acc[c][j] = _mm512_add_ps(
+                    acc[c][j], gemv_term(fmt, &wb, b + j, panel + (size_t)c * pstride));
+        }
     }
     for (; line < lines; line++) _mm_prefetch(next + 64 * line, GEMV_HINT);
 #pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
-        if (b + j < nb) acc[j] = _mm512_add_ps(acc[j], gemv_term(fmt, rows, gidx, b + j, panel));
-    const __m512 sum =
-        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
-                      _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
-    float t[16] __attribute__((aligned(64)));
-    _mm512_store_ps(t, sum);
-    for (int l = 0; l < 16; l++)
-        if (GEMV_ROW(l) < nrows) out[GEMV_ROW(l)] = t[l];
+        if (b + j < nb) {
+            gemv_block wb;
+            gemv_weights(fmt, rows, gidx, b + j, &wb);
+#pragma GCC unroll 16
+            for (int c = 0; c < C; c++)
+                acc[c][j] = _mm512_add_ps(
+                    acc[c][j], gemv_term(fmt, &wb, b + j, panel + (size_t)c * pstride));
+        }
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++) {
+        const __m512 *a = acc[c];
+        const __m512 sum =
+            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                          _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
+        float t[16] __attribute__((aligned(64)));
+        _mm512_store_ps(t, sum);
+        for (int l = 0; l < 16; l++)
+            if (GEMV_ROW(l) < nrows) out[GEMV_ROW(l) * C + c] = t[l];
+    }
 }
 
 #define GEMV_RUN(name, fmt)                                                                        \
     static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
-        (void)pstride, (void)ngroups;                                                              \
-        gemv_rows(fmt, k, w, w_stride, nrows, panel, out);                                         \
+        switch (ngroups) {                                                                         \
+        case 1:                                                                                    \
+            gemv_rows(fmt, 1, k, w, w_stride, nrows, panel, pstride, out);                         \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            gemv_rows(fmt, 2, k, w, w_stride, nrows, panel, pstride, out);                         \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            gemv_rows(fmt, 3, k, w, w_stride, nrows, panel, pstride, out);                         \
+            break;                                                                                 \
+        default:                                                                                   \
+            gemv_rows(fmt, 4, k, w, w_stride, nrows, panel, pstride, out);                         \
+            break;                                                                                 \
+        }                                                                                          \
     }
 GEMV_RUN(gemv_q4_0, F_Q4_0)
 GEMV_RUN(gemv_q4_1, F_Q4_1)
@@ -684,7 +750,7 @@ AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_t
 
 /* P groups of RR rows against one panel; super-block terms go to one running sum, in order. */
 AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
-                float *out, int out_stride, int nrows) {
+                float *out, int out_stride, int nrows, size_t ws, bool first) {
     const size_t wsz = qk_wsize(fmt);
     const bool per32 = fmt == F_Q4_K || fmt == F_Q5_K;
     const bool has_min = fmt == F_Q2_K || fmt == F_Q4_K || fmt == F_Q5_K;
@@ -693,7 +759,9 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm512_setzero_ps();
     qk_tile_w t[4];
+    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
+        prefetch_step(&pf);
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();
@@ -758,12 +826,12 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
             row_pointers(w, w_stride, nrows, RR, rows);                                            \
             for (int g = 0; g < ngroups; g++)                                                      \
                 qk_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows);                                                       \
+                        C * ngroups, nrows, w_stride, g == 0);                                     \
         } else {                                                                                   \
             row_pointers(w, w_stride, nrows, (RR) * (P), rows);                                    \
             for (int g = 0; g < ngroups; g++)                                                      \
                 qk_tile(fmt, RR, P, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows);                                                       \
+                        C * ngroups, nrows, w_stride, g == 0);                                     \
         }                                                                                          \
     }
 #define QK_RUNS(sfx, fmt)                                                                          \
@@ -832,34 +900,43 @@ QK_SET(q4_K)
 QK_SET(q5_K)
 QK_SET(q6_K)
 
-/* n = 1 kernels: a one-column panel (width 1), 16 rows a call (gathering the rows' scales with
+/* n = 1..4 kernels: one-column panels (width 1), 16 rows a call (gathering the rows' scales with
  * 32-bit offsets: matmul.c uses them only when 15 rows span less than 2 GB) */
 #define GEMV_KERNEL(fn, c, s)                                                                      \
     {                                                                                              \
         .path = "avx512vnni", .panel = AR_PANEL_Q32, .act = (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0,     \
-        .width = 1, .rep = 1, .lanes = 1, .max_rows = 16, .max_groups = 1, .corr = c, .with_s = s, \
+        .width = 1, .rep = 1, .lanes = 1, .max_rows = 16, .max_groups = 4, .corr = c, .with_s = s, \
         .run = fn                                                                                  \
     }
 static const ar_gemm_kernel g_q4_0 = GEMV_KERNEL(gemv_q4_0, 8, false);
 static const ar_gemm_kernel g_q4_1 = GEMV_KERNEL(gemv_q4_1, 0, true);
 static const ar_gemm_kernel g_q8_0 = GEMV_KERNEL(gemv_q8_0, 128, false);
 
+/* The n = 1 kernels also take 2..4 columns (each block transposed once for all of them). Cost
+ * relative to n = 1 on a 220 MB matrix, 2 threads, median of 4 interleaved runs of
+ * `arbor bench kernels --formats q4_0,q8_0,q4_1 --n 1,2,3,4,6,8` (gemv / the rep kernels):
+ *           n = 2        3            4            6            8
+ *   q4_0    1.19/2.13    1.37/2.27    1.57/2.22    2.47/2.54    2.82/2.58
+ *   q4_1    1.19/2.34    1.35/2.34    1.49/2.29    2.26/2.89    2.56/2.91
+ *   q8_0    1.11/1.30    1.19/1.28    1.29/1.24    1.99/1.28    2.28/1.36
+ * so gemv up to 4 columns, the rep kernels beyond. */
+#define GEMV_MAX_N 4
 static ar_gemm_set set_of(const ar_gemm_kernel *k, const ar_gemm_kernel *gemv) {
-    return (ar_gemm_set){{&k[0], &k[1], &k[2]}, gemv};
+    return (ar_gemm_set){{&k[0], &k[1], &k[2]}, gemv, gemv ? GEMV_MAX_N : 0};
 }
 
 ar_gemm_set ar_gemm_avx512(ar_type t, bool vnni) {
     switch (t) {
     case AR_TYPE_F32:
-        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL};
+        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL, 0};
     case AR_TYPE_F16:
-        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL};
+        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL, 0};
     case AR_TYPE_BF16:
-        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL};
+        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL, 0};
     default:
         break;
     }
-    if (!vnni) return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    if (!vnni) return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
     switch (t) {
     case AR_TYPE_Q4_0:
         return set_of(k_q4_0, &g_q4_0);
@@ -882,13 +959,13 @@ ar_gemm_set ar_gemm_avx512(ar_type t, bool vnni) {
     case AR_TYPE_Q6_K:
         return set_of(k_q6_K, NULL);
     default:
-        return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+        return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
     }
 }
 
 #else
 ar_gemm_set ar_gemm_avx512(ar_type t, bool vnni) {
     (void)t, (void)vnni;
-    return (ar_gemm_set){{NULL, NULL, NULL}, NULL};
+    return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
 }
 #endif

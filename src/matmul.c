@@ -3,7 +3,7 @@
  * Every activation row is rounded on its own to the weight's vec_dot_type, then
  *  - a format with no batched kernel: each output is one vec_dot_fast call;
  *  - else the rounded rows are packed into panels (quants.h) and a batched kernel computes a few
- *    weight rows against all of them, unpacking every weight block once (for n = 1, kernels
+ *    weight rows against all of them, unpacking every weight block once (for n <= 4, kernels
  *    that hold 16 weight rows in one register, where the format has one).
  * Both give each output the bits of vec_dot (quants.h), so a column's result depends only on W
  * and its own row: the batch invariance that speculative verification relies on. Threads split
@@ -266,8 +266,10 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
         j.xq = s->xq;
     }
     const ar_gemm_kernel *g = ar_gemm_get(W->type, n);
-    /* the n = 1 kernels address a call's rows with 32-bit offsets */
-    if (g && n == 1 && (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX) g = NULL;
+    /* the gemv kernels (one-column panels) address a call's rows with 32-bit offsets */
+    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS &&
+        (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX)
+        g = NULL;
     j.g = g;
     j.ngroups = g ? (n + g->lanes - 1) / g->lanes : n;
     j.pstride = g ? ar_panel_bytes(g, n_in) : 0;

@@ -448,7 +448,8 @@ void ar_panel_pack(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_byte
  * kernel's lanes holding weight rows). */
 typedef struct ar_gemm_set {
     const ar_gemm_kernel *by_rep[3];
-    const ar_gemm_kernel *gemv;
+    const ar_gemm_kernel *gemv; /* one-column panels, 16 weight rows in a register */
+    int gemv_max_n; /* gemv also takes batches of 2..gemv_max_n columns (measured crossover) */
 } ar_gemm_set;
 
 /* ---- attention (forward.c): one query row, the query heads that share one KV head ----

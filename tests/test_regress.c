@@ -31,6 +31,26 @@
 
 #define REGRESS ARBOR_SOURCE_DIR "/tests/regress/"
 
+/* Under AddressSanitizer, LeakSanitizer checks each replay for leaks (at exit it would be too
+ * late: the test has already passed by then). */
+#if defined(__SANITIZE_ADDRESS__)
+#define REGRESS_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REGRESS_LSAN 1
+#endif
+#endif
+#ifdef REGRESS_LSAN
+#include <sanitizer/lsan_interface.h>
+static bool leaked(void) {
+    return __lsan_do_recoverable_leak_check() != 0;
+}
+#else
+static bool leaked(void) {
+    return false;
+}
+#endif
+
 static uint8_t *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     cr_assert(f, "%s: %s", path, strerror(errno));
@@ -61,8 +81,10 @@ static int replay_dir(const char *dir, int (*entry)(const uint8_t *, size_t)) {
         size_t size;
         uint8_t *data = read_all(path, &size);
         fprintf(stderr, "replaying %s/%s (%zu bytes)\n", dir, e->d_name, size);
+        bool leaked_before = leaked();
         cr_expect_eq(entry(data, size), 0, "%s", path);
         free(data);
+        cr_expect(leaked_before || !leaked(), "%s: memory leaked", path);
         n++;
     }
     closedir(dp);
