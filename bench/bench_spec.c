@@ -98,7 +98,9 @@ static void usage(FILE *f) {
         "                       runs with each drafter)\n"
         "  --modes LIST         ';'-separated modes as `arbor generate --tree` spells them, plus\n"
         "                       plain (no drafter); default '" SPEC_MODES "'\n"
-        "                       (default pair: '" DEFAULT_MODES "')\n"
+        "                       (default pair: '" DEFAULT_MODES "'); a mode may end in\n"
+        "                       options: +pipeline, +pin (threads pinned by the hwloc plan),\n"
+        "                       +nopin (the default), e.g. 'adaptive+pipeline+pin', 'plain+pin'\n"
         "  --mode M             add one mode (repeatable)\n"
         "  -n N                 tokens generated per run (default 64; default pair: 32)\n"
         "  -t N                 threads (default: one per online CPU)\n"
@@ -144,10 +146,37 @@ static bool add_mode_list(opts *o, const char *list) {
 
 /* Draft nodes per verification, for the plot's x axis; -1 for adaptive, -2 when invalid. */
 static int mode_budget(const char *mode) {
-    if (!strcmp(mode, "plain")) return 0;
+    char tree[64];
+    snprintf(tree, sizeof tree, "%.*s", (int)strcspn(mode, "+"), mode);
+    if (!strcmp(tree, "plain")) return 0;
     ar_tree_spec spec;
-    if (ar_tree_spec_parse(mode, &spec) != AR_OK) return -2;
+    if (ar_tree_spec_parse(tree, &spec) != AR_OK) return -2;
     return spec.mode == AR_TREE_ADAPTIVE ? -1 : spec.budget;
+}
+
+/* A mode is a tree (or plain) and options after '+': pipeline, pin, nopin (the default:
+ * threads are not pinned, as in a library's default context). Sets cp's tree (pointing into
+ * `tree`) and options; false with a message for an unknown option. */
+static bool mode_apply(const char *mode, char tree[64], arbor_context_params *cp) {
+    const size_t len = strcspn(mode, "+");
+    snprintf(tree, 64, "%.*s", (int)len, mode);
+    cp->tree = tree;
+    for (const char *p = mode + len; *p == '+';) {
+        const char *opt = p + 1;
+        const size_t n = strcspn(opt, "+");
+        if (n == 8 && !memcmp(opt, "pipeline", n))
+            cp->pipeline = true;
+        else if (n == 3 && !memcmp(opt, "pin", n))
+            cp->pin_threads = true;
+        else if (n == 5 && !memcmp(opt, "nopin", n))
+            cp->pin_threads = false;
+        else
+            return cli_error(0, "mode '%s': unknown option '%.*s' (pipeline, pin, nopin)", mode,
+                             (int)n, opt),
+                   false;
+        p = opt + n;
+    }
+    return true;
 }
 
 /* ---- the default pair ---- */
@@ -244,10 +273,12 @@ static int open_entry(const arbor_model *target, const opts *o, run_entry *e) {
     arbor_context_params cp = arbor_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->threads;
+    char tree[64];
+    if (!mode_apply(e->mode, tree, &cp)) return -1;
+    if (!e->drafter) cp.tree = NULL;
     const uint64_t before = bench_rss_current();
     bench_rss_reset_peak();
     if (e->drafter) {
-        cp.tree = e->mode;
         if (!strcmp(e->drafter, "lookup")) {
             cp.draft_kind = ARBOR_DRAFT_LOOKUP;
         } else if (!strncmp(e->drafter, "self:", 5)) {
@@ -737,6 +768,16 @@ int bench_spec(int argc, char **argv) {
         if (budget == -2) {
             cli_error(2, "bench: %s", ar_last_error());
             goto done;
+        }
+        char tree[64];
+        arbor_context_params check = arbor_context_default_params();
+        if (!mode_apply(o.modes[m], tree, &check)) {
+            rc = 2;
+            goto done;
+        }
+        if (budget == 0) { /* plain with options: no drafter */
+            snprintf(runs[n_runs++].mode, sizeof runs[0].mode, "%s", o.modes[m]);
+            continue;
         }
         if (o.n_drafters == 0) {
             cli_error(2, "bench: mode '%s' needs a drafter (-md DRAFT|self:M|lookup)", o.modes[m]);

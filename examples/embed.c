@@ -112,6 +112,7 @@ int main(int argc, char **argv) {
                 "embed: arbor %s: prompt %d tokens, generated %d in %.1f ms (%.1f tokens/s)",
                 arbor_version(), st.n_prompt, st.n_generated, st.generate_seconds * 1e3,
                 st.tokens_per_second);
+        fprintf(stderr, ", %lld speculative verifications", (long long)st.n_verify);
         if (st.n_verify)
             fprintf(stderr, ", %.2f drafted tokens accepted per verification", st.mean_accepted);
         fputc('\n', stderr);

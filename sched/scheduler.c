@@ -10,6 +10,8 @@
 #define BACKOFF_MAX 256
 #define THRESHOLD_MIN 0.002f
 #define THRESHOLD_MAX 0.5f
+#define PLAIN_PROBE_EVERY 32 /* speculative steps between plain steps that re-measure T(1) */
+#define MAX_CHAIN 16         /* the longest chain the can-pay test considers */
 
 void ar_sched_init(ar_sched *s) {
     memset(s, 0, sizeof *s);
@@ -56,10 +58,41 @@ void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds) {
     if (!s->fixed_costs && s->costs.valid && n > 0) observe(s->costs.draft, n, seconds);
 }
 
+bool ar_sched_can_pay(const ar_sched *s) {
+    if (!s->costs.valid) return true;
+    double acc = 0, prop = 0; /* the acceptance model's overall rate */
+    for (int b = 0; b < AR_ACCEPT_BINS; b++) acc += s->acc[b], prop += s->prop[b];
+    const double a = prop > 0 ? acc / prop : 0.5;
+    const double plain_rate = 1.0 / ar_sched_verify_cost(s, 1);
+    double expected = 1.0, ad = 1.0;
+    for (int32_t d = 1; d <= MAX_CHAIN; d++) {
+        ad *= a;
+        expected += ad;
+        if (expected / (d * ar_sched_draft_cost(s, 1) + ar_sched_verify_cost(s, d + 1)) >
+            plain_rate)
+            return true;
+    }
+    return false;
+}
+
 bool ar_sched_want_speculation(ar_sched *s) {
     s->step++;
     if (s->plain_left > 0) {
         s->plain_left--;
+        s->why_plain = "plain: speculation measured slower, backing off";
+        return false;
+    }
+    if (!ar_sched_can_pay(s)) { /* probe again after a back-off, as for a measured loss */
+        s->plain_left = s->backoff - 1;
+        s->backoff = s->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : s->backoff * 2;
+        s->why_plain = "plain: the costs and acceptance say no chain would pay";
+        return false;
+    }
+    /* the fallback compares with T(1), which speculative steps do not measure: refresh it now
+     * and then (a stale, too high T(1) would keep a losing drafter speculating) */
+    if (!s->fixed_costs && ++s->since_plain >= PLAIN_PROBE_EVERY) {
+        s->since_plain = 0;
+        s->why_plain = "plain: re-measuring plain decoding";
         return false;
     }
     return true;

@@ -8,7 +8,9 @@
  *   - the drafted tree is cut to the n nodes that maximise expected tokens per second,
  *     (1 + sum of node values) / (draft time + verify time(n + 1));
  *   - when speculation is measured to be slower than plain decoding, the scheduler decodes
- *     plainly and probes speculation again after a back-off that doubles while it keeps losing.
+ *     plainly and probes speculation again after a back-off that doubles while it keeps losing;
+ *     when the costs and the acceptance rate say no chain can pay (a drafter as slow as the
+ *     verifier, or one that is rarely right), it backs off the same way without trying.
  * Given the same cost table (fixed with ar_sched_load_costs) and the same acceptance history,
  * its choices are deterministic. */
 #ifndef ARBOR_SCHEDULER_H
@@ -35,6 +37,8 @@ typedef struct ar_sched {
     double spec_rate;           /* running tokens/s of speculative steps (0: none yet) */
     int32_t plain_left;         /* plain steps before the next speculation probe */
     int32_t backoff;
+    int32_t since_plain;        /* speculative steps since the last plain one */
+    const char *why_plain;      /* the reason of the last "no" of ar_sched_want_speculation */
     int64_t step;
 } ar_sched;
 
@@ -46,8 +50,14 @@ double ar_sched_draft_cost(const ar_sched *s, int32_t n);
 void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds);
 void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds);
 
-/* Should this step speculate? Counts down the back-off of plain steps. */
+/* Should this step speculate? No while the back-off of plain steps counts down; no (starting a
+ * back-off) when the costs and the acceptance rate say no chain could pay; and no every 32nd
+ * step (a plain step keeps the measured T(1) current; not with fixed costs). s->why_plain says
+ * which. */
 bool ar_sched_want_speculation(ar_sched *s);
+/* Could a chain of d <= 16 draft tokens beat plain decoding, with the acceptance model's overall
+ * rate a: (1 + a + ... + a^d) / (d * draft_cost(1) + verify_cost(d + 1)) > 1 / verify_cost(1)? */
+bool ar_sched_can_pay(const ar_sched *s);
 /* The number of draft nodes (root excluded) worth verifying: the k maximising
  * (1 + sum of the k best node values) / (draft_seconds + verify_cost(k + 1)). Node values must
  * be set (tree->nodes[i].value). */

@@ -196,7 +196,7 @@ static void check_embed_runs(const installed *in, const char *exe) {
     cr_expect_eq(run_embed(in, exe, args, out, sizeof out), 0);
     cr_expect_str_eq(out, ref, "drafter model: %s", out);
     char *err = embed_stderr(in);
-    cr_expect(strstr(err, "accepted per verification"), "stats on stderr: %s", err);
+    cr_expect(strstr(err, "speculative verifications"), "stats on stderr: %s", err);
     free(err);
     free(ref);
 
