@@ -138,25 +138,6 @@ AI void store_tile(int RR, int P, const __m256 *v, float *out, int out_stride, i
     }
 }
 
-/* Software prefetch of the rows after this call's (the next call's, contiguous in the matrix),
- * a share per block step: the hardware prefetchers follow a call's interleaved row streams poorly
- * when the weights come from memory. Past the matrix end a prefetch is harmless. */
-typedef struct {
-    const char *next;
-    size_t line, lines, per;
-} prefetcher;
-
-static inline prefetcher prefetch_rows(const uint8_t *first, size_t ws, int rows, int64_t steps,
-                                       bool on) {
-    const size_t lines = on ? ((size_t)rows * ws + 63) / 64 : 0;
-    return (prefetcher){(const char *)first + (size_t)rows * ws, 0, lines,
-                        lines / (size_t)(steps > 0 ? steps : 1) + 1};
-}
-static inline void prefetch_step(prefetcher *pf) {
-    for (const size_t e = AR_MIN(pf->lines, pf->line + pf->per); pf->line < e; pf->line++)
-        _mm_prefetch(pf->next + 64 * pf->line, _MM_HINT_T1);
-}
-
 AI void row_pointers(const void *w, size_t ws, int nrows, int count, const uint8_t **rows) {
     for (int r = 0; r < count; r++)
         rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
@@ -252,13 +233,13 @@ AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32
 }
 
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
-                 const uint8_t *panel, __m256 *run, prefetcher *pf) {
+                 const uint8_t *panel, __m256 *run, ar_prefetcher *pf) {
     const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
     const int D = q32_depth(fmt);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm256_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
-        prefetch_step(pf);
+        ar_prefetch_step(pf);
         q32_tile_w t[2];
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
@@ -302,7 +283,7 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
                  const uint8_t *panel, float *out, int out_stride, int nrows, size_t ws,
                  bool first) {
     const int64_t nb = k / AR_QK;
-    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, nb, first);
+    ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, nb, first);
     __m256 a[2], b[2], c[2], r[2];
     q32_lane(fmt, RR, P, nb, 0, rows, panel, a, &pf);
     q32_lane(fmt, RR, P, nb, 4, rows, panel, r, &pf);
@@ -551,9 +532,9 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm256_setzero_ps();
     qk_tile_w t[2];
-    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
+    ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
-        prefetch_step(&pf);
+        ar_prefetch_step(&pf);
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();

@@ -201,25 +201,6 @@ AI void store_tile(int RR, int P, const __m512 *v, float *out, int out_stride, i
     }
 }
 
-/* Software prefetch of the rows after this call's (the next call's, contiguous in the matrix),
- * a share per block step: the hardware prefetchers follow a call's interleaved row streams poorly
- * when the weights come from memory. Past the matrix end a prefetch is harmless. */
-typedef struct {
-    const char *next;
-    size_t line, lines, per;
-} prefetcher;
-
-static inline prefetcher prefetch_rows(const uint8_t *first, size_t ws, int rows, int64_t steps,
-                                       bool on) {
-    const size_t lines = on ? ((size_t)rows * ws + 63) / 64 : 0;
-    return (prefetcher){(const char *)first + (size_t)rows * ws, 0, lines,
-                        lines / (size_t)(steps > 0 ? steps : 1) + 1};
-}
-static inline void prefetch_step(prefetcher *pf) {
-    for (const size_t e = AR_MIN(pf->lines, pf->line + pf->per); pf->line < e; pf->line++)
-        _mm_prefetch(pf->next + 64 * pf->line, _MM_HINT_T1);
-}
-
 /* ================================ 32-value block formats ================================ */
 
 #define Q32_D    (32 * W) /* offset of d[] in a block record */
@@ -301,12 +282,12 @@ AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32
 
 /* Running sum j (blocks j, j + 8, ...) of P groups of RR rows against one panel. */
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
-                 const uint8_t *panel, __m512 *run, prefetcher *pf) {
+                 const uint8_t *panel, __m512 *run, ar_prefetcher *pf) {
     const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm512_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
-        prefetch_step(pf);
+        ar_prefetch_step(pf);
         q32_tile_w t[4];
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
@@ -346,7 +327,7 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
                  const uint8_t *panel, float *out, int out_stride, int nrows, size_t ws,
                  bool first) {
     const int64_t nb = k / AR_QK;
-    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, nb, first);
+    ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, nb, first);
     __m512 a[4], b[4], c[4], r[4];
     q32_lane(fmt, RR, P, nb, 0, rows, panel, a, &pf);
     q32_lane(fmt, RR, P, nb, 4, rows, panel, r, &pf);
@@ -410,9 +391,6 @@ Q32_RUNS(q8_0, F_Q8_0)
  * column (width 1): per block its 8 quant dwords, d, corr (and s). */
 
 #define GEMV_ROW(L) (4 * ((L) % 4) + (L) / 4)
-#ifndef GEMV_HINT
-#define GEMV_HINT _MM_HINT_T1 /* into L2: measured a little better than T0 */
-#endif
 
 /* 16 rows' 16 bytes at offset off: lane L of t[q] = dword q of row GEMV_ROW(L). */
 AI void gemv_transpose16(const uint8_t *const *rows, size_t off, __m512i t[4]) {
@@ -439,14 +417,14 @@ typedef struct {
     __m512 d, m;
 } gemv_block;
 
-AI void gemv_weights(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b,
-                     gemv_block *w) {
+AI void gemv_weights(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t b, gemv_block *w) {
     const size_t off = (size_t)b * q32_wsize(fmt);
     if (fmt == F_Q8_0) {
         gemv_transpose16(rows, off + 2, w->q);
         gemv_transpose16(rows, off + 18, w->q + 4);
 #pragma GCC unroll 16
-        for (int q = 0; q < 8; q++) w->q[q] = _mm512_xor_si512(w->q[q], _mm512_set1_epi8((char)0x80));
+        for (int q = 0; q < 8; q++)
+            w->q[q] = _mm512_xor_si512(w->q[q], _mm512_set1_epi8((char)0x80));
     } else { /* Q4_0, Q4_1: dword q of the packed bytes holds values 4q.. (low nibbles) and
               * 16 + 4q.. (high nibbles) */
         __m512i t[4];
@@ -461,8 +439,7 @@ AI void gemv_weights(int fmt, const uint8_t *const *rows, __m512i gidx, int64_t 
     /* the first 4 bytes of each row's block: d, and m for the _1 formats */
     const __m512i dm = _mm512_i32gather_epi32(gidx, rows[0] + off, 1);
     w->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-    if (q32_has_min(fmt))
-        w->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+    if (q32_has_min(fmt)) w->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
 }
 
 /* The term of block b for 16 rows against one column's panel: (d_w * d_a) * sumi [+ m_w * s_a]. */
@@ -487,6 +464,16 @@ AI __m512 gemv_term(int fmt, const gemv_block *w, int64_t b, const uint8_t *pane
     return term;
 }
 
+/* Block b of the 16 rows into running sum j of each of the C columns. */
+AI void gemv_block_add(int fmt, int C, const uint8_t *const *rows, __m512i gidx, int64_t b,
+                       const uint8_t *panel, size_t pstride, __m512 acc[4][8], int j) {
+    gemv_block wb;
+    gemv_weights(fmt, rows, gidx, b, &wb);
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++)
+        acc[c][j] = _mm512_add_ps(acc[c][j], gemv_term(fmt, &wb, b, panel + (size_t)c * pstride));
+}
+
 /* 16 rows against C columns (C one-column panels, pstride apart): each block's weights are
  * transposed once for all columns; column c's 8 running sums are acc[c][0..7]. Outputs go to
  * out[row * C + c]. */
@@ -503,38 +490,19 @@ AI void gemv_rows(int fmt, int C, int64_t k, const void *w, size_t ws, int nrows
     for (int c = 0; c < C; c++)
 #pragma GCC unroll 16
         for (int j = 0; j < 8; j++) acc[c][j] = _mm512_setzero_ps();
-    /* The 16 rows are one contiguous stretch of the matrix, read as 16 interleaved streams,
-     * which the hardware prefetchers follow poorly: while computing it, fetch the next call's
-     * stretch (the next 16 rows; past the matrix end a prefetch is harmless), a share a step. */
-    const size_t lines = (16 * ws + 63) / 64, steps = (size_t)(nb + 7) / 8;
-    const size_t per_step = (lines + steps - 1) / steps;
-    const char *next = (const char *)rows[0] + 16 * ws;
-    size_t line = 0;
+    /* while computing this call's 16 rows, fetch the next call's (ar_prefetcher) */
+    ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, 16, (nb + 7) / 8, true);
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
-        for (size_t e = AR_MIN(lines, line + per_step); line < e; line++)
-            _mm_prefetch(next + 64 * line, GEMV_HINT);
+        ar_prefetch_step(&pf);
 #pragma GCC unroll 16
-        for (int j = 0; j < 8; j++) {
-            gemv_block wb;
-            gemv_weights(fmt, rows, gidx, b + j, &wb);
-#pragma GCC unroll 16
-            for (int c = 0; c < C; c++)
-                acc[c][j] = _mm512_add_ps(
-                    acc[c][j], gemv_term(fmt, &wb, b + j, panel + (size_t)c * pstride));
-        }
+        for (int j = 0; j < 8; j++)
+            gemv_block_add(fmt, C, rows, gidx, b + j, panel, pstride, acc, j);
     }
-    for (; line < lines; line++) _mm_prefetch(next + 64 * line, GEMV_HINT);
+    ar_prefetch_rest(&pf);
 #pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
-        if (b + j < nb) {
-            gemv_block wb;
-            gemv_weights(fmt, rows, gidx, b + j, &wb);
-#pragma GCC unroll 16
-            for (int c = 0; c < C; c++)
-                acc[c][j] = _mm512_add_ps(
-                    acc[c][j], gemv_term(fmt, &wb, b + j, panel + (size_t)c * pstride));
-        }
+        if (b + j < nb) gemv_block_add(fmt, C, rows, gidx, b + j, panel, pstride, acc, j);
 #pragma GCC unroll 16
     for (int c = 0; c < C; c++) {
         const __m512 *a = acc[c];
@@ -759,9 +727,9 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm512_setzero_ps();
     qk_tile_w t[4];
-    prefetcher pf = prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
+    ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
-        prefetch_step(&pf);
+        ar_prefetch_step(&pf);
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();

@@ -165,6 +165,33 @@ static inline int ar_scale_q3_K(int j, const uint8_t *sc) {
 #if defined(__AVX2__) && defined(__F16C__)
 #include <immintrin.h>
 
+/* Software prefetch (into L2) of the weight rows after a kernel call's (the next call's,
+ * contiguous in the matrix), a share per block step: the hardware prefetchers follow a call's
+ * interleaved row streams poorly when the weights come from memory. Past the matrix end a
+ * prefetch is harmless. */
+typedef struct {
+    const char *next;
+    size_t line, lines, per;
+} ar_prefetcher;
+
+/* The `rows` rows of ws bytes after those starting at first, spread over `steps` steps (none
+ * when !on). */
+static inline ar_prefetcher ar_prefetch_rows(const uint8_t *first, size_t ws, int rows,
+                                             int64_t steps, bool on) {
+    const size_t lines = on ? ((size_t)rows * ws + 63) / 64 : 0;
+    return (ar_prefetcher){(const char *)first + (size_t)rows * ws, 0, lines,
+                           lines / (size_t)(steps > 0 ? steps : 1) + 1};
+}
+static inline void ar_prefetch_step(ar_prefetcher *pf) {
+    for (const size_t e = pf->line + pf->per < pf->lines ? pf->line + pf->per : pf->lines;
+         pf->line < e; pf->line++)
+        _mm_prefetch(pf->next + 64 * pf->line, _MM_HINT_T1);
+}
+/* Whatever is left (a call with fewer steps than planned). */
+static inline void ar_prefetch_rest(ar_prefetcher *pf) {
+    for (; pf->line < pf->lines; pf->line++) _mm_prefetch(pf->next + 64 * pf->line, _MM_HINT_T1);
+}
+
 /* ar_reduce8 of the 8 lanes of v. */
 static inline float ar_mm256_reduce8(__m256 v) {
     __m128 u = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
