@@ -144,10 +144,9 @@ static bool add_mode_list(opts *o, const char *list) {
     }
 }
 
-/* Draft nodes per verification, for the plot's x axis; -1 for adaptive, -2 when invalid. */
-static int mode_budget(const char *mode) {
-    char tree[64];
-    snprintf(tree, sizeof tree, "%.*s", (int)strcspn(mode, "+"), mode);
+/* Draft nodes per verification of a tree (or plain), for the plot's x axis; -1 for adaptive, -2
+ * when invalid. */
+static int mode_budget(const char *tree) {
     if (!strcmp(tree, "plain")) return 0;
     ar_tree_spec spec;
     if (ar_tree_spec_parse(tree, &spec) != AR_OK) return -2;
@@ -764,15 +763,12 @@ int bench_spec(int argc, char **argv) {
     snprintf(runs[n_runs++].mode, sizeof runs[0].mode, "plain");
     for (int m = 0; m < o.n_modes; m++) {
         if (!strcmp(o.modes[m], "plain")) continue;
-        int budget = mode_budget(o.modes[m]);
-        if (budget == -2) {
-            cli_error(2, "bench: %s", ar_last_error());
-            goto done;
-        }
         char tree[64];
         arbor_context_params check = arbor_context_default_params();
-        if (!mode_apply(o.modes[m], tree, &check)) {
-            rc = 2;
+        if (!mode_apply(o.modes[m], tree, &check)) goto done;
+        int budget = mode_budget(tree);
+        if (budget == -2) {
+            cli_error(2, "bench: %s", ar_last_error());
             goto done;
         }
         if (budget == 0) { /* plain with options: no drafter */

@@ -38,7 +38,7 @@ struct ar_pool {
 typedef struct worker_arg {
     ar_pool *pool;
     int ith;
-    bool restore;      /* started away from the creator's core: widen to `allowed` first */
+    bool restore; /* started away from the creator's core: widen to `allowed` first */
     cpu_set_t allowed;
 } worker_arg;
 
@@ -130,37 +130,33 @@ ar_status ar_pool_create(int n_threads, const int *cpus, ar_pool **out) {
      * instead of 0.08). So each worker starts on another allowed core, then widens its mask back
      * to all the process may use: a starting place, not a binding. */
     cpu_set_t allowed, start;
+    CPU_ZERO(&allowed);
+    pthread_attr_t attr;
     const int here = sched_getcpu();
-    const bool spread = !cpus && here >= 0 &&
-                        sched_getaffinity(0, sizeof allowed, &allowed) == 0 &&
-                        CPU_COUNT(&allowed) > 1 && CPU_ISSET(here, &allowed);
+    bool spread = !cpus && here >= 0 && sched_getaffinity(0, sizeof allowed, &allowed) == 0 &&
+                  CPU_COUNT(&allowed) > 1 && CPU_ISSET(here, &allowed) &&
+                  pthread_attr_init(&attr) == 0;
+    if (spread) {
+        start = allowed;
+        CPU_CLR(here, &start);
+        if (pthread_attr_setaffinity_np(&attr, sizeof start, &start) != 0) {
+            pthread_attr_destroy(&attr);
+            spread = false;
+        }
+    }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
-        pthread_attr_t attr;
-        bool have_attr = false;
-        if (wa) {
-            *wa = (worker_arg){.pool = p, .ith = i};
-            if (spread && pthread_attr_init(&attr) == 0) {
-                have_attr = true;
-                start = allowed;
-                CPU_CLR(here, &start);
-                if (pthread_attr_setaffinity_np(&attr, sizeof start, &start) == 0) {
-                    wa->restore = true;
-                    wa->allowed = allowed;
-                }
-            }
-        }
-        const int rc = wa ? pthread_create(&p->threads[i], have_attr ? &attr : NULL, worker_main, wa)
-                          : -1;
-        if (have_attr) pthread_attr_destroy(&attr);
-        if (rc != 0) {
+        if (wa) *wa = (worker_arg){.pool = p, .ith = i, .restore = spread, .allowed = allowed};
+        if (!wa || pthread_create(&p->threads[i], spread ? &attr : NULL, worker_main, wa) != 0) {
             free(wa);
+            if (spread) pthread_attr_destroy(&attr);
             p->n = i; /* the threads started so far are joined by ar_pool_free */
             ar_pool_free(p);
             return ar_fail(AR_ERR_NOMEM, "thread pool: cannot start thread %d", i);
         }
         if (cpus && !pin_thread(p->threads[i], cpus[i])) p->pin_failed = true;
     }
+    if (spread) pthread_attr_destroy(&attr);
     *out = p;
     return AR_OK;
 }
