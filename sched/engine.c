@@ -152,7 +152,10 @@ ar_status ar_engine_prefill(ar_engine *e, const int32_t *prompt, int32_t n, int3
     memcpy(e->tokens, prompt, (size_t)n * sizeof(int32_t));
     e->n_tokens = n;
     e->has_pending = true;
-    if (e->spec) e->spec->warm = false; /* the drafter's catch-up is not a step's cost */
+    if (e->spec) {
+        e->spec->warm = false;        /* the drafter's catch-up is not a step's cost */
+        e->spec->ahead_valid = false; /* drafted ahead for the context the prompt replaces */
+    }
     return AR_OK;
 }
 
@@ -199,6 +202,7 @@ static ar_status plain_step(ar_engine *e, int32_t *out, int32_t *n_out) {
     int32_t t = sample(e, e->logits);
     e->tokens[e->n_tokens++] = t;
     e->stats.n_plain_steps++;
+    if (e->spec) e->spec->ahead_valid = false; /* drafted from a context this step changed */
     out[0] = t;
     *n_out = 1;
     return AR_OK;
@@ -412,8 +416,9 @@ static ar_status calibrate(ar_engine *e) {
             continue;
         }
         ar_batch b = {.n = n, .tokens = sp->tree_tokens, .skip_logits = false};
+        const int reps = n <= 8 ? 3 : 1; /* best of: small batches are the noisiest */
         double best = 1e30;
-        for (int rep = 0; rep < (n <= 8 ? 3 : 1); rep++) {
+        for (int rep = 0; rep < reps; rep++) {
             double t0 = ar_now();
             ar_status s = ar_model_eval(e->model, e->kv, e->ws, e->pool, &b, e->logits);
             if (s != AR_OK) return s;
@@ -421,7 +426,7 @@ static ar_status calibrate(ar_engine *e) {
         }
         t->verify[i] = best;
         double ds = 1e30;
-        for (int rep = 0; rep < (n <= 8 ? 3 : 1); rep++) {
+        for (int rep = 0; rep < reps; rep++) {
             double one = 0.0;
             if (ar_drafter_time_batch(sp->drafter, n, &one) != AR_OK) {
                 ds = i ? t->draft[i - 1] * 2.0 : 0.0;
@@ -470,8 +475,8 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
 
     if (sp->adaptive) {
         if (!sp->sched.costs.valid && (s = calibrate(e)) != AR_OK) return s;
-        if (sp->ahead_valid) sp->sched.plain_left = 0; /* a tree is ready: use it */
-        if (!ar_sched_want_speculation(&sp->sched)) {
+        /* a tree drafted ahead is ready: use it (the scheduler is not asked) */
+        if (!sp->ahead_valid && !ar_sched_want_speculation(&sp->sched)) {
             double t0 = ar_now();
             if ((s = plain_step(e, out, n_out)) != AR_OK) return s;
             double dt = ar_now() - t0;
