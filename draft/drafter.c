@@ -39,8 +39,7 @@ ar_status ar_drafter_time_batch(ar_drafter *d, int32_t n, double *seconds) {
         return ar_fail(AR_ERR_INVALID_ARG, "drafter calibration: no room for %d rows", n);
     for (int32_t i = 0; i < n; i++) d->tree_tokens[i] = ar_vocab_bos(d->m->vocab) >= 0 ? ar_vocab_bos(d->m->vocab) : 0;
     ar_batch b = {.n = n, .tokens = d->tree_tokens, .skip_logits = false};
-    memset(d->want, 0, (size_t)n);
-    d->want[n - 1] = 1;
+    memset(d->want, 1, (size_t)n); /* every row's logits, as a tree level needs them */
     b.logits = d->want;
     double t0 = ar_now();
     ar_status s = ar_model_eval(d->m, d->kv, d->ws, d->pool, &b, d->logits);
@@ -226,8 +225,15 @@ static ar_status eval_level(ar_drafter *d, ar_tree *tree) {
     return AR_OK;
 }
 
+/* A node's value: the estimated probability that the verifier accepts its whole path. */
+static float node_value(const ar_draft_request *req, float parent_value, float p_draft) {
+    return parent_value * (req->accept_table ? req->accept_table[ar_accept_bin(p_draft)] : p_draft);
+}
+
 static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,
                              const ar_dist **q) {
+    const double t_start = ar_now();
+    int32_t levels = 1; /* batches evaluated: the root's first */
     const float *root_logits;
     ar_status s = sync_and_eval_root(d, req, &root_logits);
     if (s != AR_OK) return s;
@@ -250,22 +256,29 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
                     d->cands[nc++] = (ar_tree_cand){node, d->probs.id[k], d->probs.p[k], 0};
             }
             int32_t width = AR_MAX(2, AR_MIN(10, spec->budget / 3));
+            bool grow = true;
+            if (req->shape) { /* the scheduler sizes the level from its costs */
+                /* catching up with tokens decoded plainly is not this tree's cost */
+                double seconds = ar_now() - t_start - d->sync_seconds;
+                int32_t shaped =
+                    req->shape(req->shape_user, tree, d->cands, nc, seconds, levels, &grow);
+                width = AR_MIN(width, shaped);
+                if (width <= 0) break;
+            }
             int32_t first_new = tree->n;
             int32_t added = ar_tree_add_best(tree, d->cands, nc, width);
             if (added < 0) return AR_ERR_INTERNAL;
             n_frontier = 0;
             for (int32_t i = first_new; i < tree->n; i++) d->frontier[n_frontier++] = i;
-            /* a node's value: the estimated probability that the verifier accepts its path */
             float best = 0.0f;
             for (int32_t i = first_new; i < tree->n; i++) {
                 ar_tree_node *nd = &tree->nodes[i];
-                float a = req->accept_table ? req->accept_table[ar_accept_bin(nd->p_draft)]
-                                            : nd->p_draft;
-                nd->value = tree->nodes[nd->parent].value * a;
+                nd->value = node_value(req, tree->nodes[nd->parent].value, nd->p_draft);
                 best = fmaxf(best, nd->value);
             }
-            /* stop expanding once the best new path is unlikely to be accepted */
-            if (best < (req->stop_below > 0.0f ? req->stop_below : 0.02f)) break;
+            /* stop expanding once the best new path is unlikely to be accepted, or when another
+             * level would not pay for its batch */
+            if (best < (req->stop_below > 0.0f ? req->stop_below : 0.02f) || !grow) break;
         } else {
             if (level >= spec->n_levels) break;
             int32_t first_new = tree->n;
@@ -280,6 +293,7 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
         if (n_frontier == 0 || ar_tree_full(tree) || tree->n >= room) break;
         /* the new level needs logits to grow further: one batch for all of it */
         if ((s = eval_level(d, tree)) != AR_OK) return s == AR_ERR_CONTEXT_FULL ? AR_OK : s;
+        levels++;
     }
     return AR_OK;
 }

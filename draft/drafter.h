@@ -61,6 +61,15 @@ typedef struct ar_draft_request {
      * no new node's value reaches stop_below (0: the default of 0.02). */
     const float *accept_table;
     float stop_below;
+    /* dynamic trees, optional: sizes each level from costs (the adaptive scheduler). Before a
+     * level is added it gets the candidates (children of the frontier, with the drafter's
+     * probabilities), the drafting time so far and the number of batches evaluated; it returns
+     * how many to add, best first (0: stop), and sets *grow to whether the added nodes are worth
+     * a batch of the drafter to grow one more level. Called from the drafting thread (a
+     * pipelining worker's too): it must only read. */
+    int32_t (*shape)(const void *user, const ar_tree *tree, const ar_tree_cand *cands,
+                     int32_t n_cands, double seconds, int32_t levels, bool *grow);
+    const void *shape_user;
 } ar_draft_request;
 
 #define AR_ACCEPT_BINS 10

@@ -391,8 +391,10 @@ static void emit_trace(ar_engine *e, const ar_step_trace *t) {
     if (e->trace) e->trace(e->trace_user, t);
 }
 
-/* Times verifier and drafter batches of 1, 2, 4, ..., 64 rows in the cells past the committed
- * context (nothing is committed). */
+#define CALIBRATE_CHEAP_SECONDS 0.010 /* a 16-row batch under this: time 32 and 64 rows too */
+
+/* Times verifier and drafter batches of every size of the cost table (1..16, 32, 64 rows) in the
+ * cells past the committed context (nothing is committed). */
 static ar_status calibrate(ar_engine *e) {
     ar_spec *sp = e->spec;
     ar_cost_table *t = &sp->sched.costs;
@@ -409,14 +411,20 @@ static ar_status calibrate(ar_engine *e) {
         if (ar_drafter_time_batch(sp->drafter, 1, &ignored) != AR_OK) break;
     }
     for (int i = 0; i < AR_COST_SIZES; i++) {
-        int32_t n = 1 << i;
-        if (n > room || n > e->ws_rows) { /* extrapolate linearly from the last size */
-            t->verify[i] = t->verify[i - 1] * 2.0;
-            t->draft[i] = t->draft[i - 1] * 2.0;
+        int32_t n = ar_cost_size(i);
+        /* 32 and 64 rows are timed only when cheap (they take a second on a 1B model, where
+         * trees stay far smaller); otherwise, and where the cache or workspace has no room,
+         * they are extrapolated linearly from the last size */
+        bool costly = n > 16 && t->verify[i - 1] > CALIBRATE_CHEAP_SECONDS;
+        if (i > 0 && (n > room || n > e->ws_rows || costly)) {
+            double grow = (double)n / ar_cost_size(i - 1);
+            t->verify[i] = t->verify[i - 1] * grow;
+            t->draft[i] = t->draft[i - 1] * grow;
             continue;
         }
         ar_batch b = {.n = n, .tokens = sp->tree_tokens, .skip_logits = false};
-        const int reps = n <= 8 ? 3 : 1; /* best of: small batches are the noisiest */
+        /* best of: small batches are the noisiest, and the sizes a tree is cut to */
+        const int reps = n <= 4 ? 3 : n <= 8 ? 2 : 1;
         double best = 1e30;
         for (int rep = 0; rep < reps; rep++) {
             double t0 = ar_now();
@@ -429,7 +437,7 @@ static ar_status calibrate(ar_engine *e) {
         for (int rep = 0; rep < reps; rep++) {
             double one = 0.0;
             if (ar_drafter_time_batch(sp->drafter, n, &one) != AR_OK) {
-                ds = i ? t->draft[i - 1] * 2.0 : 0.0;
+                ds = i ? t->draft[i - 1] * n / ar_cost_size(i - 1) : 0.0;
                 break;
             }
             ds = fmin(ds, one);
@@ -503,6 +511,8 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
         req.spec.mode = AR_TREE_DYNAMIC;
         req.accept_table = sp->sched.accept_table;
         req.stop_below = sp->sched.threshold;
+        req.shape = ar_sched_shape_level;
+        req.shape_user = &sp->sched;
     }
     /* a tree never outgrows the context: shrink the budget near the end */
     int32_t room = e->kv->cap - base;
@@ -530,7 +540,6 @@ static ar_status spec_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_o
     tr.reason = sp->adaptive ? "speculate" : "fixed tree";
     if (sp->adaptive) { /* keep the nodes worth verifying */
         double t_draft = ar_now() - t0 - sync;
-        ar_sched_observe_draft(&sp->sched, tree->n, t_draft);
         int32_t k = ar_sched_choose_size(&sp->sched, tree, t_draft, &tr.expected);
         if (k + 1 < tree->n) {
             /* prune by the calibrated path value (monotone along paths, like p_path) */

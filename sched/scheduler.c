@@ -12,6 +12,7 @@
 #define THRESHOLD_MAX 0.5f
 #define PLAIN_PROBE_EVERY 32 /* speculative steps between plain steps that re-measure T(1) */
 #define MAX_CHAIN 16         /* the longest chain the can-pay test considers */
+#define FALLBACK_MIN_STEPS 4 /* speculative steps measured before the fallback judges them */
 
 void ar_sched_init(ar_sched *s) {
     memset(s, 0, sizeof *s);
@@ -25,18 +26,20 @@ void ar_sched_init(ar_sched *s) {
     s->backoff = BACKOFF_MIN;
 }
 
+/* the largest table size <= n (n >= 1) */
 static int size_index(int32_t n) {
     int i = 0;
-    while (i + 1 < AR_COST_SIZES && (1 << (i + 1)) <= n) i++;
+    while (i + 1 < AR_COST_SIZES && ar_cost_size(i + 1) <= n) i++;
     return i;
 }
 
-/* linear interpolation in n between the measured powers of two */
+/* the table's entry at a table size; linear interpolation between them; proportional past 64 */
 static double interp(const double *t, int32_t n) {
     if (n <= 1) return t[0];
     int i = size_index(n);
-    if (i + 1 >= AR_COST_SIZES) return t[AR_COST_SIZES - 1] * n / (double)(1 << i);
-    double lo = 1 << i, hi = 1 << (i + 1);
+    double lo = ar_cost_size(i);
+    if (i + 1 >= AR_COST_SIZES) return t[i] * n / lo;
+    double hi = ar_cost_size(i + 1);
     return t[i] + (t[i + 1] - t[i]) * ((double)n - lo) / (hi - lo);
 }
 
@@ -98,38 +101,121 @@ bool ar_sched_want_speculation(ar_sched *s) {
     return true;
 }
 
-typedef struct value_idx {
-    float v;
-    int32_t i;
-} value_idx;
+static int by_float_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
 
-static int by_value_desc(const void *a, const void *b) {
-    const value_idx *x = a, *y = b;
-    if (x->v != y->v) return x->v > y->v ? -1 : 1;
-    return x->i - y->i;
+/* The cut of a tree whose draft node values are v[0..n), best first: the k maximising
+ * (1 + v[0] + ... + v[k-1]) / (draft_seconds + verify_cost(k + 1)) (k = 0: the root alone).
+ * Returns that rate; *sum gets the expected tokens. */
+static double best_cut(const ar_sched *s, const float *v, int32_t n, double draft_seconds,
+                       int32_t *best_k, double *best_sum) {
+    double sum = 1.0, best_rate = 1.0 / (draft_seconds + ar_sched_verify_cost(s, 1));
+    *best_k = 0;
+    *best_sum = 1.0;
+    for (int32_t k = 1; k <= n && k < AR_BATCH_INVARIANT; k++) {
+        sum += v[k - 1];
+        double rate = sum / (draft_seconds + ar_sched_verify_cost(s, k + 1));
+        if (rate > best_rate) {
+            best_rate = rate;
+            *best_k = k;
+            *best_sum = sum;
+        }
+    }
+    return best_rate;
 }
 
 int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draft_seconds,
                              float *expected_tokens) {
-    int32_t n = tree->n - 1;
-    value_idx v[AR_BATCH_INVARIANT];
-    for (int32_t i = 0; i < n && i < AR_BATCH_INVARIANT; i++)
-        v[i] = (value_idx){tree->nodes[i + 1].value, i + 1};
-    qsort(v, (size_t)n, sizeof v[0], by_value_desc);
-    double sum = 1.0, best_rate = 1.0 / (draft_seconds + ar_sched_verify_cost(s, 1));
-    int32_t best_k = 0;
-    double best_sum = 1.0;
-    for (int32_t k = 1; k <= n; k++) {
-        sum += v[k - 1].v;
-        double rate = sum / (draft_seconds + ar_sched_verify_cost(s, k + 1));
-        if (rate > best_rate) {
-            best_rate = rate;
-            best_k = k;
-            best_sum = sum;
+    float v[AR_BATCH_INVARIANT];
+    int32_t n = AR_MIN(tree->n - 1, AR_BATCH_INVARIANT);
+    for (int32_t i = 0; i < n; i++) v[i] = tree->nodes[i + 1].value;
+    qsort(v, (size_t)n, sizeof v[0], by_float_desc);
+    int32_t k;
+    double sum;
+    best_cut(s, v, n, draft_seconds, &k, &sum);
+    if (expected_tokens) *expected_tokens = (float)sum;
+    return k;
+}
+
+#define SHAPE_MAX_CANDS 128 /* candidates considered per level (the best ones) */
+#define SHAPE_MAX_WIDTH 16  /* nodes a level may add */
+
+/* The values of the tree's draft nodes, then extra[0..n_extra), sorted best first into v. */
+static int32_t merge_values(const ar_tree *tree, const float *extra, int32_t n_extra, float *v) {
+    int32_t n = 0;
+    for (int32_t i = 1; i < tree->n && n < AR_BATCH_INVARIANT; i++) v[n++] = tree->nodes[i].value;
+    for (int32_t i = 0; i < n_extra && n < 2 * AR_BATCH_INVARIANT; i++) v[n++] = extra[i];
+    qsort(v, (size_t)n, sizeof v[0], by_float_desc);
+    return n;
+}
+
+int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tree_cand *cands,
+                             int32_t n_cands, double seconds, int32_t levels, bool *grow) {
+    const ar_sched *s = user;
+    *grow = false;
+    /* candidate values (parent's value times the calibrated acceptance), best first, and how a
+     * best child compares with its parent: the projection for the level after this one */
+    float c[SHAPE_MAX_CANDS];
+    int32_t nc = 0;
+    double ratio_sum = 0.0;
+    int32_t n_parents = 0;
+    for (int32_t i = 0; i < n_cands; i++) {
+        float pv = tree->nodes[cands[i].parent].value;
+        float v = pv * s->accept_table[ar_accept_bin(cands[i].p)];
+        bool best_of_parent = true; /* ties: the first listed */
+        const float a = s->accept_table[ar_accept_bin(cands[i].p)];
+        for (int32_t j = 0; j < n_cands && best_of_parent; j++) {
+            if (j == i || cands[j].parent != cands[i].parent) continue;
+            const float aj = s->accept_table[ar_accept_bin(cands[j].p)];
+            if (aj > a || (aj == a && j < i)) best_of_parent = false;
+        }
+        if (best_of_parent && pv > 0) {
+            ratio_sum += v / pv;
+            n_parents++;
+        }
+        if (nc < SHAPE_MAX_CANDS) c[nc++] = v;
+        else { /* keep the best: replace the smallest */
+            int32_t lo = 0;
+            for (int32_t j = 1; j < nc; j++)
+                if (c[j] < c[lo]) lo = j;
+            if (v > c[lo]) c[lo] = v;
         }
     }
-    if (expected_tokens) *expected_tokens = (float)best_sum;
-    return best_k;
+    qsort(c, (size_t)nc, sizeof c[0], by_float_desc);
+    const double ratio = n_parents ? ratio_sum / n_parents : 0.0;
+    const int32_t room = AR_MIN(tree->cap, AR_BATCH_INVARIANT) - tree->n;
+    const int32_t m_max = AR_MIN(AR_MIN(nc, room), SHAPE_MAX_WIDTH);
+    if (m_max <= 0) return 0;
+
+    /* stop after this level: add the candidates that make the best cut */
+    float v[3 * AR_BATCH_INVARIANT];
+    int32_t n = merge_values(tree, c, m_max, v), k;
+    double sum;
+    const double stop_rate = best_cut(s, v, n, seconds, &k, &sum);
+    int32_t m_stop = 0; /* candidates in the cut: those at least as valuable as its last value */
+    for (int32_t j = 0; j < m_max && k > 0; j++) m_stop += c[j] >= v[k - 1];
+    m_stop = AR_MIN(m_stop, k);
+
+    /* or add m of them, evaluate them (one drafter batch: at least the mean batch so far) and
+     * add a best child under each, valued by the ratio seen at this level */
+    const double mean_level = levels > 0 ? seconds / levels : 0.0;
+    double grow_rate = 0.0;
+    int32_t m_grow = 0;
+    for (int32_t m = 1; m <= m_max && ratio > 0; m++) {
+        float extra[2 * SHAPE_MAX_WIDTH];
+        for (int32_t j = 0; j < m; j++) extra[j] = c[j], extra[m + j] = (float)(c[j] * ratio);
+        n = merge_values(tree, extra, 2 * m, v);
+        double t = seconds + fmax(mean_level, ar_sched_draft_cost(s, m));
+        double rate = best_cut(s, v, n, t, &k, &sum);
+        if (rate > grow_rate) grow_rate = rate, m_grow = m;
+    }
+    if (grow_rate > stop_rate && m_grow > 0) {
+        *grow = true;
+        return m_grow;
+    }
+    return m_stop;
 }
 
 void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int32_t n_path,
@@ -154,13 +240,17 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
     }
     /* fallback: compare this step's rate with plain decoding's (seconds <= 0: not measured) */
     if (seconds <= 0) return;
-    double rate = tokens / seconds;
-    s->spec_rate = s->spec_rate > 0 ? (1.0 - EMA) * s->spec_rate + EMA * rate : rate;
+    /* tokens over seconds of the recent steps, judged after a few: a single step's count is
+     * too noisy (at 0.65 acceptance a third of the steps accept nothing) */
+    s->win_tokens = (1.0 - EMA) * s->win_tokens + tokens;
+    s->win_seconds = (1.0 - EMA) * s->win_seconds + seconds;
+    if (++s->win_steps < FALLBACK_MIN_STEPS) return;
     double plain_rate = 1.0 / ar_sched_verify_cost(s, 1);
-    if (s->spec_rate < plain_rate) {
+    if (s->win_tokens / s->win_seconds < plain_rate) {
         s->plain_left = s->backoff;
         s->backoff = s->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : s->backoff * 2;
-        s->spec_rate = 0; /* the next probe starts fresh */
+        s->win_tokens = s->win_seconds = 0.0; /* the next probe starts fresh */
+        s->win_steps = 0;
     } else {
         s->backoff = BACKOFF_MIN;
     }
@@ -183,9 +273,9 @@ ar_status ar_sched_load_costs(ar_sched *s, const char *path) {
         int n;
         double sec;
         if (sscanf(line, "%15s %d %lf", kind, &n, &sec) != 3 || n < 1 || n > 64 ||
-            (n & (n - 1)) || !(sec > 0 && sec < 1e6)) {
+            ar_cost_size(size_index(n)) != n || !(sec > 0 && sec < 1e6)) {
             st = ar_fail(AR_ERR_FORMAT,
-                         "%s:%d: expected 'verify|draft N SECONDS' with N a power of two <= 64",
+                         "%s:%d: expected 'verify|draft N SECONDS' with N one of 1..16, 32, 64",
                          path, lineno);
             break;
         }
@@ -202,7 +292,7 @@ ar_status ar_sched_load_costs(ar_sched *s, const char *path) {
     for (int i = 0; i < AR_COST_SIZES; i++)
         if (!seen_v[i] || !seen_d[i])
             return ar_fail(AR_ERR_FORMAT, "%s: missing verify or draft entry for n = %d", path,
-                           1 << i);
+                           ar_cost_size(i));
     t.valid = true;
     s->costs = t;
     s->fixed_costs = true;
@@ -213,8 +303,10 @@ ar_status ar_sched_save_costs(const ar_sched *s, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return ar_fail(AR_ERR_IO, "%s: cannot write cost table", path);
     fprintf(f, "# arbor scheduler cost table: seconds per batch of N rows\n");
-    for (int i = 0; i < AR_COST_SIZES; i++) fprintf(f, "verify %d %.9g\n", 1 << i, s->costs.verify[i]);
-    for (int i = 0; i < AR_COST_SIZES; i++) fprintf(f, "draft %d %.9g\n", 1 << i, s->costs.draft[i]);
+    for (int i = 0; i < AR_COST_SIZES; i++)
+        fprintf(f, "verify %d %.9g\n", ar_cost_size(i), s->costs.verify[i]);
+    for (int i = 0; i < AR_COST_SIZES; i++)
+        fprintf(f, "draft %d %.9g\n", ar_cost_size(i), s->costs.draft[i]);
     if (fclose(f) != 0) return ar_fail(AR_ERR_IO, "%s: write failed", path);
     return AR_OK;
 }

@@ -19,11 +19,15 @@
 #include "draft/drafter.h"
 #include "tokentree/tokentree.h"
 
-#define AR_COST_SIZES 7 /* batch sizes 1, 2, 4, ..., 64 */
+/* Batch sizes of the cost table: every size up to 16, where trees are chosen and where kernels
+ * change (the n <= 4 matmul kernels end at 4: a 5-row batch can cost far more than 4, which an
+ * interpolation between powers of two would hide), then 32 and 64. */
+#define AR_COST_SIZES 18
+static inline int32_t ar_cost_size(int i) { return i < 16 ? i + 1 : 32 << (i - 16); }
 
 typedef struct ar_cost_table {
-    double verify[AR_COST_SIZES]; /* seconds for a verifier batch of 2^i rows */
-    double draft[AR_COST_SIZES];  /* seconds for a drafter batch of 2^i rows */
+    double verify[AR_COST_SIZES]; /* seconds for a verifier batch of ar_cost_size(i) rows */
+    double draft[AR_COST_SIZES];  /* seconds for a drafter batch of ar_cost_size(i) rows */
     bool valid;
 } ar_cost_table;
 
@@ -34,7 +38,8 @@ typedef struct ar_sched {
     double prop[AR_ACCEPT_BINS];/* proposed draft tokens whose parent was accepted, by bin */
     float accept_table[AR_ACCEPT_BINS];
     float threshold;            /* stop drafting below this path value */
-    double spec_rate;           /* running tokens/s of speculative steps (0: none yet) */
+    double win_tokens, win_seconds; /* recent speculative steps (decaying sums) */
+    int32_t win_steps;          /* speculative steps measured since the last probe began */
     int32_t plain_left;         /* plain steps before the next speculation probe */
     int32_t backoff;
     int32_t since_plain;        /* speculative steps since the last plain one */
@@ -63,6 +68,14 @@ bool ar_sched_can_pay(const ar_sched *s);
  * be set (tree->nodes[i].value). */
 int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draft_seconds,
                              float *expected_tokens);
+/* The drafter's shape callback (ar_draft_request.shape, user = the ar_sched): sizes a dynamic
+ * tree's next level from the costs. With the candidates valued by the acceptance model, it
+ * compares stopping after adding the ones in the best cut with adding m of them, paying one
+ * drafter batch to evaluate them (the larger of the mean batch so far and draft_cost(m)) and
+ * gaining a best child under each, valued by the best-child-to-parent ratio of this level; it
+ * returns the better option's m and sets *grow when that is growing. Reads only. */
+int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tree_cand *cands,
+                             int32_t n_cands, double seconds, int32_t levels, bool *grow);
 /* After a verification: the accepted path, the step's time (<= 0: not to be used for the
  * fallback decision) and the tokens it produced. */
 void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int32_t n_path,
@@ -70,7 +83,8 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
 /* After a plain step of `seconds`. */
 void ar_sched_update_plain(ar_sched *s, double seconds);
 
-/* Cost table files: one line per entry, "verify N SECONDS" / "draft N SECONDS". */
+/* Cost table files: one line per entry, "verify N SECONDS" / "draft N SECONDS", for every N of
+ * the table (1..16, 32, 64). */
 ar_status ar_sched_load_costs(ar_sched *s, const char *path);
 ar_status ar_sched_save_costs(const ar_sched *s, const char *path);
 

@@ -19,8 +19,9 @@ Test(full_speculative, real_pairs, .timeout = 3600) {
     const char *verifiers[] = {"llama2xs-260K-f32.gguf", "llama2xs-260K-q8_0.gguf",
                                "llama2xs-260K-q4_0.gguf"};
     for (int v = 0; v < 3; v++) {
-        spec_check_pair(verifiers[v], "stories260K-f32.gguf", trees, N_TREES, 250);
-        spec_check_pair("stories260K-f32.gguf", verifiers[v], trees, N_TREES, 250);
+        /* 200: the longer prompt and the tokens fit llama2xs-260K's context of 256 */
+        spec_check_pair(verifiers[v], "stories260K-f32.gguf", trees, N_TREES, 200);
+        spec_check_pair("stories260K-f32.gguf", verifiers[v], trees, N_TREES, 200);
     }
 }
 
