@@ -91,7 +91,8 @@ void bj_model(bench_json *j, const bench_model_desc *d);
 extern const int32_t bench_batch_sizes[BENCH_BATCH_SIZES]; /* 1, 2, 4, ..., 64 */
 /* Tokens/s of one forward pass of an n-row chain after a committed prefix, for each batch size
  * (ar_model_eval). False with the error line set on failure. */
-bool bench_batch_curve(const char *model_path, int threads, double tokens_per_s[BENCH_BATCH_SIZES],
-                       double seconds[BENCH_BATCH_SIZES], bench_progress *progress);
+bool bench_batch_curve(const char *model_path, int threads, bool repack,
+                       double tokens_per_s[BENCH_BATCH_SIZES], double seconds[BENCH_BATCH_SIZES],
+                       bench_progress *progress);
 
 #endif

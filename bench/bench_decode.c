@@ -20,8 +20,9 @@ const int32_t bench_batch_sizes[BENCH_BATCH_SIZES] = {1, 2, 4, 8, 16, 32, 64};
 #define MIN_SECONDS 1.0 /* time each batch size at least this long ... */
 #define MAX_TIMED   20  /* ... in at most this many passes */
 
-bool bench_batch_curve(const char *model_path, int threads, double tokens_per_s[BENCH_BATCH_SIZES],
-                       double seconds[BENCH_BATCH_SIZES], bench_progress *progress) {
+bool bench_batch_curve(const char *model_path, int threads, bool repack,
+                       double tokens_per_s[BENCH_BATCH_SIZES], double seconds[BENCH_BATCH_SIZES],
+                       bench_progress *progress) {
     const int32_t max_n = bench_batch_sizes[BENCH_BATCH_SIZES - 1];
     ar_model *m = NULL;
     ar_kv *kv = NULL;
@@ -30,7 +31,9 @@ bool bench_batch_curve(const char *model_path, int threads, double tokens_per_s[
     float *logits = NULL;
     int32_t tokens[PREFIX + 64];
     bool ok = false;
-    if (ar_model_load(model_path, ar_model_default_params(), &m) != AR_OK) goto done;
+    ar_model_params mp = ar_model_default_params();
+    mp.repack = repack;
+    if (ar_model_load(model_path, mp, &m) != AR_OK) goto done;
     const int32_t n_ctx = PREFIX + max_n + 1;
     if (ar_kv_create(m, n_ctx, 0, AR_TYPE_F32, &kv) != AR_OK) goto done;
     if (ar_workspace_create(m, max_n, n_ctx, &ws) != AR_OK) goto done;
@@ -81,13 +84,15 @@ static void usage(FILE *f) {
           "  -t N          threads (default: one per online CPU)\n"
           "  --reps R      decoding runs (default 3; the median is reported)\n"
           "  -p PROMPT     prompt (default \"Once upon a time\")\n"
-          "  --json FILE   write the figures as JSON\n",
+          "  --json FILE   write the figures as JSON\n"
+          "  --repack      repacked copies of the matrices for the 1..4-token kernels\n",
           f);
 }
 
 int bench_decode(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *prompt = "Once upon a time";
     int32_t n_predict = 64, threads = 0, reps = 3;
+    bool repack = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -121,6 +126,8 @@ int bench_decode(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             NEED_VALUE();
             json = v;
+        } else if (!strcmp(a, "--repack")) {
+            repack = true;
         } else {
             return cli_error(2, "bench decode: unknown flag '%s' (see --help)", a);
         }
@@ -136,7 +143,9 @@ int bench_decode(int argc, char **argv) {
     /* plain decoding through the API */
     arbor_model *model = NULL;
     arbor_context *ctx = NULL;
-    if (arbor_model_load(path, arbor_model_default_params(), &model) != ARBOR_OK)
+    arbor_model_params mp = arbor_model_default_params();
+    mp.repack = repack;
+    if (arbor_model_load(path, mp, &model) != ARBOR_OK)
         return cli_error(1, "%s", arbor_last_error());
     int32_t n_prompt = arbor_tokenize(model, prompt, strlen(prompt), true, true, NULL, 0);
     arbor_context_params cp = arbor_context_default_params();
@@ -171,7 +180,7 @@ int bench_decode(int argc, char **argv) {
     double decode_tps = bench_median(tps, reps);
 
     double batch_tps[BENCH_BATCH_SIZES], batch_s[BENCH_BATCH_SIZES];
-    bool ok = bench_batch_curve(path, threads, batch_tps, batch_s, &pr);
+    bool ok = bench_batch_curve(path, threads, repack, batch_tps, batch_s, &pr);
     bench_progress_end(&pr);
     if (!ok) return cli_error(1, "%s", arbor_last_error());
     uint64_t rss = bench_rss_process_peak();
@@ -199,6 +208,7 @@ int bench_decode(int argc, char **argv) {
         bj_model(&j, &desc);
         bj_end_array(&j);
         bj_int(&j, "n_predict", n_predict);
+        bj_bool(&j, "repack", repack);
         bj_num(&j, "decode_tokens_per_s", decode_tps);
         bj_array(&j, "decode_tokens_per_s_reps");
         for (int r = 0; r < reps; r++) bj_num(&j, NULL, tps[r]);

@@ -539,6 +539,131 @@ GEMV_RUN(gemv_q4_0, F_Q4_0)
 GEMV_RUN(gemv_q4_1, F_Q4_1)
 GEMV_RUN(gemv_q8_0, F_Q8_0)
 
+/* ---- n <= 4 on repacked weights (opt-in copy made at load) ----
+ * A group of 16 rows holds, for blocks b = 0..nb-1, the rows' scales (F16, row r at 32 b + 2 r),
+ * padded to 64 bytes, then the quant dwords: dword q of row r of block b at
+ * QB b + 64 q + 4 r (QB = 256 for Q4_0, 512 for Q8_0, whose bytes are stored with the sign bit
+ * flipped, as gemv_weights uses them). Lane r is row r, computing what gemv_rows computes for
+ * that row in the same order, so the results are the same bits, without the in-register
+ * transposes and the scale gathers of in-place rows. Rows past the last (a short group) repeat
+ * it. */
+
+AI size_t pk_qbytes(int fmt) { return fmt == F_Q8_0 ? 512 : 256; }
+AI size_t pk_scale_bytes(int64_t nb) { return ((size_t)nb * 32 + 63) / 64 * 64; }
+AI size_t pk_group_bytes(int fmt, int64_t k) {
+    const int64_t nb = k / AR_QK;
+    return pk_scale_bytes(nb) + (size_t)nb * pk_qbytes(fmt);
+}
+
+static void pk_repack(int fmt, const void *w, size_t ws, int nrows, int64_t k, void *out) {
+    const int64_t nb = k / AR_QK;
+    const size_t wsz = q32_wsize(fmt), qb = pk_qbytes(fmt), nq = qb / 64;
+    uint8_t *sc = out, *qs = (uint8_t *)out + pk_scale_bytes(nb);
+    memset(sc, 0, pk_scale_bytes(nb));
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + (size_t)b * wsz;
+            memcpy(sc + (size_t)b * 32 + 2 * r, blk, 2);
+            for (size_t q = 0; q < nq; q++) {
+                uint8_t *d = qs + (size_t)b * qb + 64 * q + 4 * (size_t)r;
+                memcpy(d, blk + 2 + 4 * q, 4);
+                if (fmt == F_Q8_0)
+                    for (int i = 0; i < 4; i++) d[i] ^= 0x80;
+            }
+        }
+    }
+}
+
+AI void gemvp_weights(int fmt, const uint8_t *sc, const uint8_t *qs, gemv_block *w) {
+    w->d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)sc));
+    if (fmt == F_Q8_0) {
+#pragma GCC unroll 16
+        for (int q = 0; q < 8; q++) w->q[q] = _mm512_load_si512(qs + 64 * q);
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 16
+        for (int q = 0; q < 4; q++) {
+            const __m512i t = _mm512_load_si512(qs + 64 * q);
+            w->q[q] = _mm512_and_si512(t, m4);
+            w->q[q + 4] = _mm512_and_si512(_mm512_srli_epi16(t, 4), m4);
+        }
+    }
+}
+
+/* software prefetch this many blocks ahead (into the next group past the last block): the
+ * hardware streamer stops at 4 KB pages */
+#define PK_AHEAD 16
+
+AI void gemvp_block_add(int fmt, int C, const uint8_t *sc, const uint8_t *qs, int64_t b,
+                        const uint8_t *panel, size_t pstride, __m512 acc[4][8], int j) {
+    const uint8_t *ahead = qs + (size_t)(b + PK_AHEAD) * pk_qbytes(fmt);
+#pragma GCC unroll 8
+    for (size_t l = 0; l < pk_qbytes(fmt); l += 64) _mm_prefetch((const char *)ahead + l, _MM_HINT_T0);
+    if ((b & 1) == 0) _mm_prefetch((const char *)sc + (size_t)(b + PK_AHEAD) * 32, _MM_HINT_T0);
+    gemv_block wb;
+    gemvp_weights(fmt, sc + (size_t)b * 32, qs + (size_t)b * pk_qbytes(fmt), &wb);
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++)
+        acc[c][j] = _mm512_add_ps(acc[c][j], gemv_term(fmt, &wb, b, panel + (size_t)c * pstride));
+}
+
+/* One group of 16 repacked rows against C columns; as gemv_rows. */
+AI void gemvp_rows(int fmt, int C, int64_t k, const uint8_t *grp, int nrows, const uint8_t *panel,
+                   size_t pstride, float *out) {
+    const int64_t nb = k / AR_QK;
+    const uint8_t *sc = grp, *qs = grp + pk_scale_bytes(nb);
+    __m512 acc[4][8];
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++)
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) acc[c][j] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8)
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) gemvp_block_add(fmt, C, sc, qs, b + j, panel, pstride, acc, j);
+#pragma GCC unroll 16
+    for (int j = 0; j < 8; j++)
+        if (b + j < nb) gemvp_block_add(fmt, C, sc, qs, b + j, panel, pstride, acc, j);
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++) {
+        const __m512 *a = acc[c];
+        const __m512 sum =
+            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                          _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
+        float t[16] __attribute__((aligned(64)));
+        _mm512_store_ps(t, sum);
+        for (int r = 0; r < nrows; r++) out[r * C + c] = t[r];
+    }
+}
+
+#define GEMVP_RUN(name, fmt)                                                                       \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
+                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
+                     float *restrict out) {                                                        \
+        (void)w_stride;                                                                            \
+        switch (ngroups) {                                                                         \
+        case 1:                                                                                    \
+            gemvp_rows(fmt, 1, k, w, nrows, panel, pstride, out);                                  \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            gemvp_rows(fmt, 2, k, w, nrows, panel, pstride, out);                                  \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            gemvp_rows(fmt, 3, k, w, nrows, panel, pstride, out);                                  \
+            break;                                                                                 \
+        default:                                                                                   \
+            gemvp_rows(fmt, 4, k, w, nrows, panel, pstride, out);                                  \
+            break;                                                                                 \
+        }                                                                                          \
+    }                                                                                              \
+    static size_t name##_group_bytes(int64_t k) { return pk_group_bytes(fmt, k); }                 \
+    static void name##_repack(const void *w, size_t ws, int nrows, int64_t k, void *out) {         \
+        pk_repack(fmt, w, ws, nrows, k, out);                                                      \
+    }
+GEMVP_RUN(gemvp_q4_0, F_Q4_0)
+GEMVP_RUN(gemvp_q8_0, F_Q8_0)
+
 /* ================================ K-quants ================================ */
 
 #define QK_D      (256 * W) /* offset of d[] in a super-block record */
@@ -870,15 +995,14 @@ QK_SET(q6_K)
 
 /* n = 1..4 kernels: one-column panels (width 1), 16 rows a call (gathering the rows' scales with
  * 32-bit offsets: matmul.c uses them only when 15 rows span less than 2 GB) */
-#define GEMV_KERNEL(fn, c, s)                                                                      \
-    {                                                                                              \
-        .path = "avx512vnni", .panel = AR_PANEL_Q32, .act = (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0,     \
-        .width = 1, .rep = 1, .lanes = 1, .max_rows = 16, .max_groups = 4, .corr = c, .with_s = s, \
-        .run = fn                                                                                  \
-    }
-static const ar_gemm_kernel g_q4_0 = GEMV_KERNEL(gemv_q4_0, 8, false);
-static const ar_gemm_kernel g_q4_1 = GEMV_KERNEL(gemv_q4_1, 0, true);
-static const ar_gemm_kernel g_q8_0 = GEMV_KERNEL(gemv_q8_0, 128, false);
+#define GEMV_KERNEL_FIELDS(fn, c, s)                                                               \
+    .path = "avx512vnni", .panel = AR_PANEL_Q32, .act = (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0,         \
+    .width = 1, .rep = 1, .lanes = 1, .max_rows = 16, .max_groups = 4, .corr = c, .with_s = s,     \
+    .run = fn
+#define PACKED(fn) .run_packed = fn, .packed_group_bytes = fn##_group_bytes, .repack_group = fn##_repack
+static const ar_gemm_kernel g_q4_0 = {GEMV_KERNEL_FIELDS(gemv_q4_0, 8, false), PACKED(gemvp_q4_0)};
+static const ar_gemm_kernel g_q4_1 = {GEMV_KERNEL_FIELDS(gemv_q4_1, 0, true)};
+static const ar_gemm_kernel g_q8_0 = {GEMV_KERNEL_FIELDS(gemv_q8_0, 128, false), PACKED(gemvp_q8_0)};
 
 /* The n = 1 kernels also take 2..4 columns (each block transposed once for all of them). Cost
  * relative to n = 1 on a 220 MB matrix, 2 threads, median of 4 interleaved runs of

@@ -162,6 +162,13 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
     ar_split(n_out, ROW_TILE, ith, nth, &lo, &hi);
     const uint8_t *wbase = j->W->data;
     const size_t nb1 = j->W->nb1;
+    /* a repacked copy: groups of 16 rows, which tiles and calls start on (ar_split's alignment
+     * and ROW_TILE are 16, and kernels with a packed form take 16 rows a call) */
+    const bool packed = j->W->packed && g->run_packed;
+    const ar_gemm_fn run = packed ? g->run_packed : g->run;
+    const size_t gbytes = packed ? g->packed_group_bytes(n_in) : 0;
+#define W_ROWS(r) (packed ? (const uint8_t *)j->W->packed + (size_t)((r) / 16) * gbytes \
+                          : wbase + (size_t)(r) * nb1)
     float out[256];            /* max_rows * max_groups * lanes <= 256 (test_matmul checks) */
     float tile[ROW_TILE * 64]; /* [column][tile row]; max_groups * lanes <= 64 */
     for (int64_t t0 = lo; t0 < hi; t0 += ROW_TILE) {
@@ -171,14 +178,14 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
             const int32_t c0 = g0 * g->lanes, nc = AR_MIN(j->n, c0 + cnt * g->lanes) - c0;
             if (j->n == 1 && !j->add) { /* one column: the kernel writes y itself */
                 for (int r0 = 0; r0 < tr; r0 += g->max_rows)
-                    g->run(n_in, wbase + (size_t)(t0 + r0) * nb1, nb1, AR_MIN(g->max_rows, tr - r0),
-                           j->panel, j->pstride, 1, j->y + t0 + r0);
+                    run(n_in, W_ROWS(t0 + r0), nb1, AR_MIN(g->max_rows, tr - r0), j->panel,
+                        j->pstride, 1, j->y + t0 + r0);
                 continue;
             }
             for (int r0 = 0; r0 < tr; r0 += g->max_rows) {
                 const int nr = AR_MIN(g->max_rows, tr - r0);
-                g->run(n_in, wbase + (size_t)(t0 + r0) * nb1, nb1, nr,
-                       j->panel + (size_t)g0 * j->pstride, j->pstride, cnt, out);
+                run(n_in, W_ROWS(t0 + r0), nb1, nr, j->panel + (size_t)g0 * j->pstride,
+                    j->pstride, cnt, out);
                 for (int r = 0; r < nr; r++)
                     for (int32_t c = 0; c < nc; c++)
                         tile[c * ROW_TILE + r0 + r] = out[r * cnt * g->lanes + c];
@@ -194,6 +201,8 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
         }
     }
 }
+
+#undef W_ROWS
 
 /* Rounds the activation rows to vec_dot_type (this is not the weight quantizer: ggml rounds
  * Q8_0 ties differently) and packs them into panels for the batched kernel; threads take whole
@@ -266,8 +275,8 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
         j.xq = s->xq;
     }
     const ar_gemm_kernel *g = ar_gemm_get(W->type, n);
-    /* the gemv kernels (one-column panels) address a call's rows with 32-bit offsets */
-    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS &&
+    /* the gemv kernels (one-column panels) address a call's in-place rows with 32-bit offsets */
+    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS && !(W->packed && g->run_packed) &&
         (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX)
         g = NULL;
     j.g = g;
@@ -298,4 +307,18 @@ void ar_matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const fl
 void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
                    int32_t n, float *y) {
     matmul(s, pool, W, x, n, y, true);
+}
+
+size_t ar_matmul_packed_bytes(const ar_tensor *W) {
+    const ar_gemm_kernel *g = ar_gemm_get(W->type, 1);
+    if (!g || !g->run_packed || W->ne[1] < 1) return 0;
+    return (size_t)((W->ne[1] + 15) / 16) * g->packed_group_bytes(W->ne[0]);
+}
+
+void ar_matmul_repack(const ar_tensor *W, void *out) {
+    const ar_gemm_kernel *g = ar_gemm_get(W->type, 1);
+    const size_t gbytes = g->packed_group_bytes(W->ne[0]);
+    for (int64_t r = 0; r < W->ne[1]; r += 16)
+        g->repack_group((const uint8_t *)W->data + (size_t)r * W->nb1, W->nb1,
+                        (int)AR_MIN(16, W->ne[1] - r), W->ne[0], (uint8_t *)out + (size_t)(r / 16) * gbytes);
 }

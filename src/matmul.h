@@ -22,4 +22,10 @@ void ar_matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const fl
 void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
                    int32_t n, float *y);
 
+/* Bytes of W's repacked copy for this CPU's n <= 4 kernel (0: that kernel reads rows in place
+ * only), and the repacking itself into `out` (64-byte aligned, that many bytes). Once W->packed
+ * points at it, batches of 1..4 columns read the copy, with bit-identical results. */
+size_t ar_matmul_packed_bytes(const ar_tensor *W);
+void ar_matmul_repack(const ar_tensor *W, void *out);
+
 #endif

@@ -2,6 +2,8 @@
  * them) and the KV cache. The forward pass is in forward.c. */
 #include "model.h"
 
+#include "matmul.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +13,7 @@
 const char *ar_arch_name(ar_arch a) { return a == AR_ARCH_QWEN2 ? "qwen2" : "llama"; }
 
 ar_model_params ar_model_default_params(void) {
-    return (ar_model_params){.vocab_only = false, .resident = false};
+    return (ar_model_params){.vocab_only = false, .resident = false, .repack = false};
 }
 
 /* ---- hyperparameters ---- */
@@ -244,6 +246,48 @@ static void make_resident(ar_model *m) {
     m->resident = mlock(g->map, g->size) == 0;
 }
 
+/* The matrices the forward pass multiplies by, for repacking. */
+static int model_matrices(ar_model *m, ar_tensor **out) {
+    int n = 0;
+    for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        ar_layer *L = &m->layers[l];
+        ar_tensor *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+            if (out) out[n++] = w[i];
+            else n++;
+    }
+    if (out) out[n] = &m->output;
+    return n + 1;
+}
+
+/* One allocation holds every matrix's repacked copy (64-byte aligned offsets). */
+static ar_status repack(ar_model *m) {
+    const int n = model_matrices(m, NULL);
+    ar_tensor **mats = malloc(sizeof *mats * (size_t)n);
+    if (!mats) return ar_fail(AR_ERR_NOMEM, "%s: out of memory", m->path);
+    model_matrices(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (ar_matmul_packed_bytes(mats[i]) + 63) / 64 * 64;
+    if (total > 0) {
+        if (posix_memalign(&m->packed, 64, total) != 0) {
+            free(mats);
+            return ar_fail(AR_ERR_NOMEM, "%s: no memory for the repacked weights (%zu MB)",
+                           m->path, total >> 20);
+        }
+        m->packed_bytes = total;
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            const size_t bytes = ar_matmul_packed_bytes(mats[i]);
+            if (!bytes) continue;
+            ar_matmul_repack(mats[i], (uint8_t *)m->packed + off);
+            mats[i]->packed = (uint8_t *)m->packed + off;
+            off += (bytes + 63) / 64 * 64;
+        }
+    }
+    free(mats);
+    return AR_OK;
+}
+
 ar_status ar_model_load(const char *path, ar_model_params params, ar_model **out) {
     *out = NULL;
     ar_runtime_init();
@@ -278,6 +322,7 @@ ar_status ar_model_load(const char *path, ar_model_params params, ar_model **out
             goto fail;
         }
         if (params.resident) make_resident(m);
+        if (params.repack && (s = repack(m)) != AR_OK) goto fail;
     }
     *out = m;
     return AR_OK;
@@ -293,6 +338,7 @@ void ar_model_free(ar_model *m) {
     ar_gguf_close(m->gguf);
     free(m->layers);
     free(m->owned);
+    free(m->packed);
     free(m->path);
     free(m);
 }

@@ -64,11 +64,15 @@ typedef struct ar_model {
     ar_layer *layers;         /* [n_layer] */
     void *owned;              /* dequantized copies of small 1-D tensors stored in other formats */
     bool resident;            /* pre-faulted (and mlocked when permitted) */
+    void *packed;             /* repacked copies of the matrices (params.repack), or NULL */
+    size_t packed_bytes;
 } ar_model;
 
 typedef struct ar_model_params {
     bool vocab_only; /* load only the tokenizer (any architecture) */
     bool resident;   /* pre-fault the mapping and try mlock (drafters) */
+    bool repack;     /* repacked copies for the n <= 4 kernels where the CPU has them: faster
+                      * decoding, about twice the memory (matmul.h) */
 } ar_model_params;
 
 ar_model_params ar_model_default_params(void);

@@ -458,6 +458,13 @@ typedef struct ar_gemm_kernel {
     int corr;             /* AR_PANEL_Q32: multiplier of the quant sums in corr[] */
     bool with_s;          /* AR_PANEL_Q32: the panel carries Q8_1's s */
     ar_gemm_fn run;
+    /* Optional (n <= 4 kernels): the same products, to the bit, over a repacked copy of the
+     * weights made at load (an opt-in: ar_model_params.repack). The copy is a sequence of groups
+     * of 16 rows, packed_group_bytes(k) each (a multiple of 64), made by repack_group from 1..16
+     * rows; run_packed takes one group as w (w_stride unused, nrows <= 16). */
+    ar_gemm_fn run_packed;
+    size_t (*packed_group_bytes)(int64_t k);
+    void (*repack_group)(const void *w, size_t w_stride, int nrows, int64_t k, void *out);
 } ar_gemm_kernel;
 
 /* The batched kernel for weights of type t and a batch of n columns on this CPU (set by

@@ -66,6 +66,7 @@ typedef struct ar_tensor {
     int64_t ne[4];
     size_t nb1; /* bytes per row */
     const void *data;
+    const void *packed; /* optional repacked copy for the n <= 4 kernels (ar_matmul_repack) */
 } ar_tensor;
 
 #endif

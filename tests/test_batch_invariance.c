@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "src/matmul.h"
 #include "src/model.h"
 #include "src/sampling.h"
 #include "tests/util/refs.h"
@@ -16,11 +17,12 @@ typedef struct fixture_model {
     ar_pool *pool1, *pool2;
 } fixture_model;
 
-static void open_model(const char *file, fixture_model *f) {
+static void open_model(const char *file, fixture_model *f, bool repack) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s", file);
-    cr_assert_eq(ar_model_load(fixture(rel), ar_model_default_params(), &f->m), AR_OK, "%s",
-                 ar_last_error());
+    ar_model_params mp = ar_model_default_params();
+    mp.repack = repack;
+    cr_assert_eq(ar_model_load(fixture(rel), mp, &f->m), AR_OK, "%s", ar_last_error());
     cr_assert_eq(ar_pool_create(1, NULL, &f->pool1), AR_OK);
     cr_assert_eq(ar_pool_create(2, NULL, &f->pool2), AR_OK);
 }
@@ -57,9 +59,11 @@ static float *eval_one_by_one(fixture_model *f, const int32_t *seq, int n, ar_po
     return out;
 }
 
-static void check_model(const char *file) {
+/* repack: the model also carries repacked matrices (ar_model_params.repack), and its logits
+ * must be the in-place model's, bit for bit */
+static void check_model(const char *file, bool repack) {
     fixture_model f;
-    open_model(file, &f);
+    open_model(file, &f, repack);
     const ar_model *m = f.m;
     int32_t V = m->hp.n_vocab;
     int32_t seq[SEQ];
@@ -69,6 +73,16 @@ static void check_model(const char *file) {
     cr_assert(!memcmp(single, single2, sizeof(float) * (size_t)V * SEQ),
                   "%s: 1 vs 2 threads differ", file);
     free(single2);
+    if (repack) {
+        cr_assert_gt(m->packed_bytes, 0, "%s: nothing repacked", file);
+        fixture_model in_place;
+        open_model(file, &in_place, false);
+        float *ref = eval_one_by_one(&in_place, seq, SEQ, in_place.pool2);
+        cr_assert(!memcmp(single, ref, sizeof(float) * (size_t)V * SEQ),
+                  "%s: repacked and in-place weights differ", file);
+        free(ref);
+        close_model(&in_place);
+    }
 
     ar_kv *kv;
     ar_workspace *w;
@@ -156,7 +170,20 @@ static void check_model(const char *file) {
 }
 
 #define INV_TEST(name, file)                                                                     \
-    Test(batch_invariance, name, .timeout = 300) { check_model(file); }
+    Test(batch_invariance, name, .timeout = 300) { check_model(file, false); }
+/* repacked copies exist only where the CPU has the kernels that read them (AVX-512 VNNI) */
+#define INV_TEST_REPACKED(name, file)                                                            \
+    Test(batch_invariance, name, .timeout = 300) {                                               \
+        ar_runtime_init();                                                                       \
+        ar_tensor probe = {.type = AR_TYPE_Q8_0, .ne = {32, 16, 1, 1}, .nb1 = 34};               \
+        if (!ar_matmul_packed_bytes(&probe)) return;                                             \
+        check_model(file, true);                                                                 \
+    }
+
+INV_TEST_REPACKED(llama2xs_q8_0_repacked, "llama2xs-260K-q8_0.gguf")
+INV_TEST_REPACKED(llama2xs_q4_0_repacked, "llama2xs-260K-q4_0.gguf")
+INV_TEST_REPACKED(synth_llama_q8_0_repacked, "synth-llama-q8_0.gguf")
+INV_TEST_REPACKED(synth_llama_q4_0_repacked, "synth-llama-q4_0.gguf")
 
 INV_TEST(stories260K_f32, "stories260K-f32.gguf")
 INV_TEST(llama2xs_q8_0, "llama2xs-260K-q8_0.gguf")

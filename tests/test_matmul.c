@@ -68,13 +68,21 @@ static uint8_t *make_weights(ar_type t, int64_t k, int rows, bool hostile) {
     return w;
 }
 
+/* packed: W also carries its repacked copy (ar_matmul_repack), where this level's n <= 4 kernel
+ * reads one */
 static void check(ar_type t, int64_t k, int rows, int n, bool hostile, ar_pool *pool,
-                  const char *level) {
+                  const char *level, bool packed) {
     const ar_type_traits *tt = ar_type_get(t);
     const ar_type vdt = tt->vec_dot_type;
     const size_t rb = ar_row_size(t, k), ab = ar_row_size(vdt, k);
     uint8_t *w = make_weights(t, k, rows, hostile);
     ar_tensor W = {.name = "w", .type = t, .ne = {k, rows, 1, 1}, .nb1 = rb, .data = w};
+    void *copy = NULL;
+    if (packed && ar_matmul_packed_bytes(&W)) {
+        cr_assert_eq(posix_memalign(&copy, 64, ar_matmul_packed_bytes(&W)), 0);
+        ar_matmul_repack(&W, copy);
+        W.packed = copy;
+    }
     float *x = malloc(sizeof(float) * (size_t)k * (size_t)n);
     for (int64_t i = 0; i < k * n; i++) x[i] = rng_float() * ((i / k) % 4 == 1 ? 100.f : 1.f);
     if (n > 2) memset(x + k, 0, sizeof(float) * (size_t)k); /* an all-zero column */
@@ -119,18 +127,20 @@ static void check(ar_type t, int64_t k, int rows, int n, bool hostile, ar_pool *
                 if (dref && !same(got, ref)) {
                     const size_t i = (size_t)c * rows + r;
                     const double want = dref[i] + (add ? y0[i] : 0.0);
-                    if (!(fabs(want) + tol[i] < 1e37)) continue; /* hostile, out of float range */
+                    /* hostile: the sum or its terms (tol = 1e-4 sum of |terms|) beyond float range */
+                    if (!(fabs(want) + tol[i] * 1e4 < 1e37)) continue;
                     cr_assert(fabs(got - want) <= tol[i] + (add ? 1e-6 * fabs(y0[i]) : 0.0),
                               "%s %s k=%lld n=%d (sgemm): y[%d][%d] = %g, double dot %g", level,
                               tt->name, (long long)k, n, c, r, got, want);
                     continue;
                 }
-                cr_assert(same(got, ref), "%s %s k=%lld n=%d%s%s: y[%d][%d] = %a, reference %a",
+                cr_assert(same(got, ref), "%s %s k=%lld n=%d%s%s%s: y[%d][%d] = %a, reference %a",
                           level, tt->name, (long long)k, n, hostile ? " hostile" : "",
-                          add ? " (add)" : "", c, r, got, ref);
+                          add ? " (add)" : "", W.packed ? " (repacked)" : "", c, r, got, ref);
             }
     }
     ar_matmul_scratch_free(s);
+    free(copy);
     free(dref);
     free(tol);
     free(xq);
@@ -145,7 +155,7 @@ static void check_level(ar_simd_level level) {
     ar_kernels_select(level);
     ar_pool *pool;
     cr_assert_eq(ar_pool_create(2, NULL, &pool), AR_OK);
-    static const int ns[] = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 48, 64, 65, 130};
+    static const int ns[] = {1, 2, 3, 4, 5, 8, 15, 16, 17, 31, 33, 48, 64, 65, 130};
     for (size_t f = 0; f < AR_ARRAY_LEN(formats); f++) {
         const ar_type t = formats[f];
         const int64_t bs = ar_type_get(t)->blck_size;
@@ -155,8 +165,14 @@ static void check_level(ar_simd_level level) {
         for (size_t ki = 0; ki < AR_ARRAY_LEN(ks); ki++)
             for (size_t ni = 0; ni < AR_ARRAY_LEN(ns); ni++) {
                 const int rows = 5 + (int)(ni % 3) * 7;
-                check(t, ks[ki], rows, ns[ni], false, ni % 2 ? pool : NULL, ar_simd_name(level));
-                if (ki == 2) check(t, ks[ki], rows, ns[ni], true, pool, ar_simd_name(level));
+                const char *lv = ar_simd_name(level);
+                check(t, ks[ki], rows, ns[ni], false, ni % 2 ? pool : NULL, lv, false);
+                if (ki == 2) check(t, ks[ki], rows, ns[ni], true, pool, lv, false);
+                /* repacked copies (groups of 16 rows: a whole group and a partial one) */
+                if ((t == AR_TYPE_Q4_0 || t == AR_TYPE_Q8_0) && ns[ni] <= 5) {
+                    check(t, ks[ki], rows + 16, ns[ni], false, ni % 2 ? pool : NULL, lv, true);
+                    check(t, ks[ki], rows + 16, ns[ni], true, pool, lv, true);
+                }
             }
     }
     ar_pool_free(pool);

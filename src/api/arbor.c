@@ -103,7 +103,7 @@ const char *arbor_status_string(arbor_status s) {
 /* ---- models ---- */
 
 arbor_model_params arbor_model_default_params(void) {
-    return (arbor_model_params){.vocab_only = false, .resident = false};
+    return (arbor_model_params){.vocab_only = false, .resident = false, .repack = false};
 }
 
 arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor_model **out) {
@@ -115,6 +115,7 @@ arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor
     ar_model_params mp = ar_model_default_params();
     mp.vocab_only = params.vocab_only;
     mp.resident = params.resident;
+    mp.repack = params.repack;
     ar_status s = ar_model_load(path, mp, &am->m);
     if (s != AR_OK) {
         free(am);
@@ -127,6 +128,9 @@ arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor
         api_log(ARBOR_LOG_INFO, "%s: %s, %d layers, n_embd %d, vocabulary %d, %.1f MiB of weights",
                 path, ar_arch_name(m->hp.arch), m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab,
                 (double)ar_model_weight_bytes(m) / (1024.0 * 1024.0));
+    if (m->packed_bytes)
+        api_log(ARBOR_LOG_INFO, "%s: %.1f MiB of repacked weights", path,
+                (double)m->packed_bytes / (1024.0 * 1024.0));
     if (params.resident && !m->resident)
         api_log(ARBOR_LOG_WARN, "%s: pre-faulted but not locked in memory (RLIMIT_MEMLOCK)", path);
     *out = am;

@@ -37,6 +37,8 @@ static void usage(FILE *f) {
           "  --pipeline           draft the next tree while the verifier checks the current one\n"
           "  -td N                pipelining: drafter threads (default 1)\n"
           "  --no-pin             do not pin threads to cores (default: pinned by the hwloc plan)\n"
+          "  --repack             keep the Q4_0 / Q8_0 matrices also repacked for the\n"
+          "                       1..4-token kernels: faster, same output, ~2x the memory\n"
           "  --stats              print statistics on stderr\n",
           f);
 }
@@ -102,6 +104,7 @@ static char *read_file(const char *path, const char **why) {
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *draft = NULL;
     arbor_context_params cp = arbor_context_default_params();
+    arbor_model_params mp = arbor_model_default_params();
     arbor_generate_params gp = arbor_generate_default_params();
     cp.pin_threads = true; /* the tool owns its process: place threads by the hwloc plan */
     bool echo = false, stats = false, trace = false;
@@ -208,6 +211,8 @@ int cmd_generate(int argc, char **argv) {
             trace = true;
         } else if (!strcmp(a, "--pipeline")) {
             cp.pipeline = true;
+        } else if (!strcmp(a, "--repack")) {
+            mp.repack = true;
         } else if (!strcmp(a, "--no-pin")) {
             cp.pin_threads = false;
         } else if (!strcmp(a, "-td") || !strcmp(a, "--threads-draft")) {
@@ -243,7 +248,7 @@ int cmd_generate(int argc, char **argv) {
     int rc = 1;
     arbor_model *model = NULL, *draft_model = NULL;
     arbor_context *ctx = NULL;
-    if (arbor_model_load(model_path, arbor_model_default_params(), &model) != ARBOR_OK) {
+    if (arbor_model_load(model_path, mp, &model) != ARBOR_OK) {
         cli_error(1, "%s", arbor_last_error());
         goto done;
     }
