@@ -229,9 +229,9 @@ static void eval_rows(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *po
         const ar_layer *L = &m->layers[l];
         for (int32_t i = 0; i < n; i++)
             rmsnorm(w->xn + (size_t)i * E, w->x + (size_t)i * E, L->attn_norm, E, hp->rms_eps);
-        ar_matmul(w->mm, pool, &L->wq, w->xn, n, w->q);
-        ar_matmul(w->mm, pool, &L->wk, w->xn, n, w->k);
-        ar_matmul(w->mm, pool, &L->wv, w->xn, n, w->v);
+        const ar_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[3] = {w->q, w->k, w->v};
+        ar_matmul_set(w->mm, pool, qkv, 3, w->xn, n, qkv_out);
         for (int32_t i = 0; i < n; i++) {
             float *q = w->q + (size_t)i * qd, *k = w->k + (size_t)i * kvd;
             float *v = w->v + (size_t)i * kvd;
@@ -248,8 +248,9 @@ static void eval_rows(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *po
         ar_matmul_add(w->mm, pool, &L->wo, w->xn, n, w->x); /* x += wo · attn */
         for (int32_t i = 0; i < n; i++)
             rmsnorm(w->xn + (size_t)i * E, w->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps);
-        ar_matmul(w->mm, pool, &L->w_gate, w->xn, n, w->hg);
-        ar_matmul(w->mm, pool, &L->w_up, w->xn, n, w->hu);
+        const ar_tensor *gate_up[2] = {&L->w_gate, &L->w_up};
+        float *gate_up_out[2] = {w->hg, w->hu};
+        ar_matmul_set(w->mm, pool, gate_up, 2, w->xn, n, gate_up_out);
         swiglu(w->hg, w->hu, (size_t)n * hp->n_ff);
         ar_matmul_add(w->mm, pool, &L->w_down, w->hg, n, w->x); /* x += down · (silu(g) * u) */
     }

@@ -107,11 +107,16 @@ static bool blas_wins(ar_type t, int32_t n) {
     return t == AR_TYPE_F32 || t == AR_TYPE_F16 || t == AR_TYPE_BF16;
 }
 
+#define MM_MAX_SET 3 /* matrices sharing one input in one dispatch (q, k, v; gate, up) */
+
 typedef struct mm_job {
-    const ar_tensor *W;
+    const ar_tensor *W; /* the first of Ws: its type and input length are every one's */
     int32_t n;
     float *y;
     bool add;
+    int count; /* the batched kernel's path takes Ws[0..count) into ys[0..count) */
+    const ar_tensor *Ws[MM_MAX_SET];
+    float *ys[MM_MAX_SET];
     /* one dot product per output */
     const uint8_t *xq;
     size_t xq_stride;
@@ -154,20 +159,18 @@ static void mm_dot_worker(void *arg, int ith, int nth) {
  * cache, and the tile's outputs go to y a whole 64-byte line per column at a time. */
 #define ROW_TILE 16
 
-static void mm_gemm_worker(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
+/* Output rows [lo, hi) of W (lo a multiple of 16) into y ([n][W->ne[1]]). */
+static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo, int64_t hi) {
     const ar_gemm_kernel *g = j->g;
-    const int64_t n_in = j->W->ne[0], n_out = j->W->ne[1];
-    int64_t lo, hi;
-    ar_split(n_out, ROW_TILE, ith, nth, &lo, &hi);
-    const uint8_t *wbase = j->W->data;
-    const size_t nb1 = j->W->nb1;
-    /* a repacked copy: groups of 16 rows, which tiles and calls start on (ar_split's alignment
-     * and ROW_TILE are 16, and kernels with a packed form take 16 rows a call) */
-    const bool packed = j->W->packed && g->run_packed;
+    const int64_t n_in = W->ne[0], n_out = W->ne[1];
+    const uint8_t *wbase = W->data;
+    const size_t nb1 = W->nb1;
+    /* a repacked copy: groups of 16 rows, which tiles and calls start on (lo and ROW_TILE are
+     * multiples of 16, and kernels with a packed form take 16 rows a call) */
+    const bool packed = W->packed && g->run_packed;
     const ar_gemm_fn run = packed ? g->run_packed : g->run;
     const size_t gbytes = packed ? g->packed_group_bytes(n_in) : 0;
-#define W_ROWS(r) (packed ? (const uint8_t *)j->W->packed + (size_t)((r) / 16) * gbytes \
+#define W_ROWS(r) (packed ? (const uint8_t *)W->packed + (size_t)((r) / 16) * gbytes \
                           : wbase + (size_t)(r) * nb1)
     float out[256];            /* max_rows * max_groups * lanes <= 256 (test_matmul checks) */
     float tile[ROW_TILE * 64]; /* [column][tile row]; max_groups * lanes <= 64 */
@@ -179,7 +182,7 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
             if (j->n == 1 && !j->add) { /* one column: the kernel writes y itself */
                 for (int r0 = 0; r0 < tr; r0 += g->max_rows)
                     run(n_in, W_ROWS(t0 + r0), nb1, AR_MIN(g->max_rows, tr - r0), j->panel,
-                        j->pstride, 1, j->y + t0 + r0);
+                        j->pstride, 1, y + t0 + r0);
                 continue;
             }
             for (int r0 = 0; r0 < tr; r0 += g->max_rows) {
@@ -191,7 +194,7 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
                         tile[c * ROW_TILE + r0 + r] = out[r * cnt * g->lanes + c];
             }
             for (int32_t c = 0; c < nc; c++) {
-                float *yc = j->y + (size_t)(c0 + c) * n_out + t0;
+                float *yc = y + (size_t)(c0 + c) * n_out + t0;
                 const float *tc = tile + c * ROW_TILE;
                 if (j->add)
                     for (int r = 0; r < tr; r++) yc[r] += tc[r];
@@ -203,6 +206,25 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
 }
 
 #undef W_ROWS
+
+/* The rows of Ws[0..count) taken as one sequence, each matrix's rows rounded up to 16 so that
+ * every matrix's part starts on a tile: threads split that sequence (one dispatch for all). */
+static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
+
+static void mm_gemm_worker(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    int64_t total = 0;
+    for (int i = 0; i < j->count; i++) total += round16(j->Ws[i]->ne[1]);
+    int64_t lo, hi;
+    ar_split(total, ROW_TILE, ith, nth, &lo, &hi);
+    int64_t off = 0;
+    for (int i = 0; i < j->count; i++) {
+        const int64_t rows = j->Ws[i]->ne[1], len = round16(rows);
+        const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + len) - off, rows);
+        if (a < b) gemm_rows(j, j->Ws[i], j->ys[i], a, b);
+        off += len;
+    }
+}
 
 /* Rounds the activation rows to vec_dot_type (this is not the weight quantizer: ggml rounds
  * Q8_0 ties differently) and packs them into panels for the batched kernel; threads take whole
@@ -254,12 +276,26 @@ static void mm_blas_worker(void *arg, int ith, int nth) {
     }
 }
 
-static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
-                   int32_t n, float *y, bool add) {
+/* W's batched kernel for n columns, or NULL (then one vec_dot per output) */
+static const ar_gemm_kernel *kernel_for(const ar_tensor *W, int32_t n) {
+    const ar_gemm_kernel *g = ar_gemm_get(W->type, n);
+    /* the gemv kernels (one-column panels) address a call's in-place rows with 32-bit offsets */
+    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS && !(W->packed && g->run_packed) &&
+        (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX)
+        g = NULL;
+    return g;
+}
+
+/* y_i (+)= x · W_i^T for i < count: count > 1 only when every W_i has the same type and input
+ * length and a batched kernel (ar_matmul_set checks). */
+static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *Ws,
+                   float *const *ys, int count, const float *x, int32_t n, bool add) {
+    const ar_tensor *W = Ws[0];
     const ar_type_traits *wt = ar_type_get(W->type);
     const int64_t n_in = W->ne[0];
     const ar_type vdt = wt->vec_dot_type;
-    mm_job j = {.W = W, .n = n, .y = y, .add = add, .dot = wt->vec_dot_fast};
+    mm_job j = {.W = W, .n = n, .y = ys[0], .add = add, .dot = wt->vec_dot_fast, .count = count};
+    for (int i = 0; i < count; i++) j.Ws[i] = Ws[i], j.ys[i] = ys[i];
     if (blas_wins(W->type, n) && (size_t)n_in * sizeof(float) <= BLAS_PANEL_BYTES &&
         blas_buffers(s, pool ? ar_pool_threads(pool) : 1)) {
         j.x = x; /* OpenBLAS runs one thread inside each of ours: see ar_kernels_select */
@@ -274,11 +310,7 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
         j.xq_stride = ar_row_size(vdt, n_in);
         j.xq = s->xq;
     }
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, n);
-    /* the gemv kernels (one-column panels) address a call's in-place rows with 32-bit offsets */
-    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS && !(W->packed && g->run_packed) &&
-        (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX)
-        g = NULL;
+    const ar_gemm_kernel *g = kernel_for(W, n);
     j.g = g;
     j.ngroups = g ? (n + g->lanes - 1) / g->lanes : n;
     j.pstride = g ? ar_panel_bytes(g, n_in) : 0;
@@ -301,12 +333,24 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
 
 void ar_matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x, int32_t n,
                float *y) {
-    matmul(s, pool, W, x, n, y, false);
+    matmul(s, pool, &W, &y, 1, x, n, false);
 }
 
 void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
                    int32_t n, float *y) {
-    matmul(s, pool, W, x, n, y, true);
+    matmul(s, pool, &W, &y, 1, x, n, true);
+}
+
+void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *W, int count,
+                   const float *x, int32_t n, float *const *y) {
+    bool together = count <= MM_MAX_SET && !blas_wins(W[0]->type, n);
+    for (int i = 0; together && i < count; i++)
+        together = W[i]->type == W[0]->type && W[i]->ne[0] == W[0]->ne[0] && kernel_for(W[i], n);
+    if (together) {
+        matmul(s, pool, W, y, count, x, n, false);
+        return;
+    }
+    for (int i = 0; i < count; i++) matmul(s, pool, &W[i], &y[i], 1, x, n, false);
 }
 
 size_t ar_matmul_packed_bytes(const ar_tensor *W) {

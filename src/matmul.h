@@ -22,6 +22,13 @@ void ar_matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const fl
 void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x,
                    int32_t n, float *y);
 
+/* y[i] = x · W[i]^T for i < count (up to 3 matrices reading the same input: q, k, v; gate, up):
+ * the input is rounded once and, where the matrices share a format with a batched kernel, one
+ * dispatch of the thread pool covers them all (fewer waits between matmuls); the results are
+ * those of ar_matmul, bit for bit. */
+void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *W, int count,
+                   const float *x, int32_t n, float *const *y);
+
 /* Bytes of W's repacked copy for this CPU's n <= 4 kernel (0: that kernel reads rows in place
  * only), and the repacking itself into `out` (64-byte aligned, that many bytes). Once W->packed
  * points at it, batches of 1..4 columns read the copy, with bit-identical results. */

@@ -415,3 +415,56 @@ Test(matmul, attention_kernels_accurate) {
                 }
     }
 }
+
+/* ar_matmul_set (one dispatch for matrices sharing an input) gives each matrix exactly what
+ * ar_matmul gives it: row counts that are not multiples of 16, 1 and 2 threads, repacked or not,
+ * and a set of mixed formats (which falls back to one call each). */
+Test(matmul, sets_equal_single_matmuls) {
+    ar_pool *pool;
+    cr_assert_eq(ar_pool_create(2, NULL, &pool), AR_OK);
+    const int64_t k = 256;
+    const int rows[3] = {37, 16, 5};
+    const ar_type sets[][3] = {{AR_TYPE_Q4_0, AR_TYPE_Q4_0, AR_TYPE_Q4_0},
+                               {AR_TYPE_Q8_0, AR_TYPE_Q8_0, AR_TYPE_Q8_0},
+                               {AR_TYPE_Q4_K, AR_TYPE_Q4_K, AR_TYPE_Q4_K},
+                               {AR_TYPE_F32, AR_TYPE_F32, AR_TYPE_F32},
+                               {AR_TYPE_Q4_0, AR_TYPE_Q6_K, AR_TYPE_Q8_0}};
+    static const int ns[] = {1, 3, 8, 64};
+    for (size_t si = 0; si < AR_ARRAY_LEN(sets); si++)
+        for (int packed = 0; packed <= 1; packed++)
+            for (size_t ni = 0; ni < AR_ARRAY_LEN(ns); ni++) {
+                const int n = ns[ni];
+                uint8_t *w[3];
+                void *copy[3] = {NULL, NULL, NULL};
+                ar_tensor W[3];
+                const ar_tensor *Wp[3];
+                float *y[3], *ref[3];
+                for (int i = 0; i < 3; i++) {
+                    w[i] = make_weights(sets[si][i], k, rows[i], false);
+                    W[i] = (ar_tensor){.name = "w", .type = sets[si][i], .ne = {k, rows[i], 1, 1},
+                                       .nb1 = ar_row_size(sets[si][i], k), .data = w[i]};
+                    if (packed && ar_matmul_packed_bytes(&W[i])) {
+                        cr_assert_eq(posix_memalign(&copy[i], 64, ar_matmul_packed_bytes(&W[i])), 0);
+                        ar_matmul_repack(&W[i], copy[i]);
+                        W[i].packed = copy[i];
+                    }
+                    Wp[i] = &W[i];
+                    y[i] = malloc(sizeof(float) * (size_t)rows[i] * (size_t)n);
+                    ref[i] = malloc(sizeof(float) * (size_t)rows[i] * (size_t)n);
+                }
+                float *x = malloc(sizeof(float) * (size_t)k * (size_t)n);
+                for (int64_t i = 0; i < k * n; i++) x[i] = rng_float();
+                ar_matmul_scratch *s;
+                cr_assert_eq(ar_matmul_scratch_create(n, k, &s), AR_OK);
+                for (int i = 0; i < 3; i++) ar_matmul(s, NULL, &W[i], x, n, ref[i]);
+                ar_matmul_set(s, pool, Wp, 3, x, n, y);
+                for (int i = 0; i < 3; i++)
+                    cr_assert(!memcmp(y[i], ref[i], sizeof(float) * (size_t)rows[i] * (size_t)n),
+                              "set %zu matrix %d n=%d%s differs from ar_matmul", si, i, n,
+                              packed ? " (repacked)" : "");
+                ar_matmul_scratch_free(s);
+                free(x);
+                for (int i = 0; i < 3; i++) free(w[i]), free(copy[i]), free(y[i]), free(ref[i]);
+            }
+    ar_pool_free(pool);
+}
