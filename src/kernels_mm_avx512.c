@@ -40,9 +40,6 @@ static inline float reduce32(__m512 a0, __m512 a1) {
 
 enum { W_F32, W_F16, W_BF16 };
 
-AI size_t float_wsize(int fmt) {
-    return fmt == W_F32 ? 4 : 2;
-}
 AI __m512 widen16(int fmt, __m256i h) {
     if (fmt == W_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
