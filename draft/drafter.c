@@ -227,7 +227,7 @@ static ar_status eval_level(ar_drafter *d, ar_tree *tree) {
 
 /* A node's value: the estimated probability that the verifier accepts its whole path. */
 static float node_value(const ar_draft_request *req, float parent_value, float p_draft) {
-    return parent_value * (req->accept_table ? req->accept_table[ar_accept_bin(p_draft)] : p_draft);
+    return parent_value * ar_accept_estimate(req->accept_table, p_draft);
 }
 
 static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,

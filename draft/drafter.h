@@ -77,6 +77,11 @@ static inline int ar_accept_bin(float p) {
     int b = (int)(p * AR_ACCEPT_BINS);
     return b < 0 ? 0 : b >= AR_ACCEPT_BINS ? AR_ACCEPT_BINS - 1 : b;
 }
+/* The estimated probability that the verifier accepts a draft token the drafter gave p: its bin
+ * of accept_table (NULL: p itself). A node's value is the product of these along its path. */
+static inline float ar_accept_estimate(const float *accept_table, float p) {
+    return accept_table ? accept_table[ar_accept_bin(p)] : p;
+}
 
 /* Grows `tree` (reset to the root by the drafter). For sampled trees, q[i] receives the
  * drafter's distribution at node i when node i's children were sampled from it, else NULL

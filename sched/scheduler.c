@@ -57,9 +57,6 @@ static void observe(double *t, int32_t n, double seconds) {
 void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds) {
     if (!s->fixed_costs && s->costs.valid) observe(s->costs.verify, n, seconds);
 }
-void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds) {
-    if (!s->fixed_costs && s->costs.valid && n > 0) observe(s->costs.draft, n, seconds);
-}
 
 bool ar_sched_can_pay(const ar_sched *s) {
     if (!s->costs.valid) return true;
@@ -162,17 +159,16 @@ int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tre
     double ratio_sum = 0.0;
     int32_t n_parents = 0;
     for (int32_t i = 0; i < n_cands; i++) {
-        float pv = tree->nodes[cands[i].parent].value;
-        float v = pv * s->accept_table[ar_accept_bin(cands[i].p)];
+        const float pv = tree->nodes[cands[i].parent].value;
+        const float a = ar_accept_estimate(s->accept_table, cands[i].p), v = pv * a;
         bool best_of_parent = true; /* ties: the first listed */
-        const float a = s->accept_table[ar_accept_bin(cands[i].p)];
         for (int32_t j = 0; j < n_cands && best_of_parent; j++) {
             if (j == i || cands[j].parent != cands[i].parent) continue;
-            const float aj = s->accept_table[ar_accept_bin(cands[j].p)];
+            const float aj = ar_accept_estimate(s->accept_table, cands[j].p);
             if (aj > a || (aj == a && j < i)) best_of_parent = false;
         }
         if (best_of_parent && pv > 0) {
-            ratio_sum += v / pv;
+            ratio_sum += a;
             n_parents++;
         }
         if (nc < SHAPE_MAX_CANDS) c[nc++] = v;

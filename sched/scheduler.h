@@ -1,10 +1,13 @@
 /* scheduler.h: the adaptive scheduler. Each step it decides whether to speculate and how big a
  * tree to verify, from a cost model (the verifier's time for a batch of n rows, the drafter's
- * time per tree level, measured on this machine at the first speculative step and kept up to
- * date online) and an acceptance model (how often the verifier accepts a draft token, by the
- * drafter's confidence in it, as running counts).
- *   - drafting stops when the best open path's estimated acceptance falls below a threshold
- *     that adapts to how past verifications went (LLMCad's self-adaptive fallback);
+ * time per tree level, measured on this machine at the first speculative step; the verifier's
+ * kept up to date online, the drafter's complemented by the current draft's own level times)
+ * and an acceptance model (how often the verifier accepts a draft token, by the drafter's
+ * confidence in it, as running counts).
+ *   - each level of the draft is sized from the costs (ar_sched_shape_level), and drafting stops
+ *     when another level would not pay, or when the best open path's estimated acceptance falls
+ *     below a threshold that adapts to how past verifications went (LLMCad's self-adaptive
+ *     fallback);
  *   - the drafted tree is cut to the n nodes that maximise expected tokens per second,
  *     (1 + sum of node values) / (draft time + verify time(n + 1));
  *   - when speculation is measured to be slower than plain decoding, the scheduler decodes
@@ -51,9 +54,9 @@ void ar_sched_init(ar_sched *s);
 /* Interpolated seconds for a verifier / drafter batch of n rows. */
 double ar_sched_verify_cost(const ar_sched *s, int32_t n);
 double ar_sched_draft_cost(const ar_sched *s, int32_t n);
-/* Records a measured batch time (online update; ignored with fixed costs). */
+/* Records a measured verifier batch time (online update; ignored with fixed costs). Drafting is
+ * not recorded per batch: a draft's levels are timed as they run (ar_sched_shape_level). */
 void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds);
-void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds);
 
 /* Should this step speculate? No while the back-off of plain steps counts down; no (starting a
  * back-off) when the costs and the acceptance rate say no chain could pay; and no every 32nd

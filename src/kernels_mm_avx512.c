@@ -461,89 +461,14 @@ AI __m512 gemv_term(int fmt, const gemv_block *w, int64_t b, const uint8_t *pane
     return term;
 }
 
-/* Block b of the 16 rows into running sum j of each of the C columns. */
-AI void gemv_block_add(int fmt, int C, const uint8_t *const *rows, __m512i gidx, int64_t b,
-                       const uint8_t *panel, size_t pstride, __m512 acc[4][8], int j) {
-    gemv_block wb;
-    gemv_weights(fmt, rows, gidx, b, &wb);
-#pragma GCC unroll 16
-    for (int c = 0; c < C; c++)
-        acc[c][j] = _mm512_add_ps(acc[c][j], gemv_term(fmt, &wb, b, panel + (size_t)c * pstride));
-}
-
-/* 16 rows against C columns (C one-column panels, pstride apart): each block's weights are
- * transposed once for all columns; column c's 8 running sums are acc[c][0..7]. Outputs go to
- * out[row * C + c]. */
-AI void gemv_rows(int fmt, int C, int64_t k, const void *w, size_t ws, int nrows,
-                  const uint8_t *panel, size_t pstride, float *out) {
-    const uint8_t *rows[16];
-    int32_t gofs[16];
-    for (int r = 0; r < 16; r++) rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
-    for (int l = 0; l < 16; l++) gofs[l] = (int32_t)(rows[GEMV_ROW(l)] - rows[0]);
-    const __m512i gidx = _mm512_loadu_si512(gofs);
-    const int64_t nb = k / AR_QK;
-    __m512 acc[4][8];
-#pragma GCC unroll 16
-    for (int c = 0; c < C; c++)
-#pragma GCC unroll 16
-        for (int j = 0; j < 8; j++) acc[c][j] = _mm512_setzero_ps();
-    /* while computing this call's 16 rows, fetch the next call's (ar_prefetcher) */
-    ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, 16, (nb + 7) / 8, true);
-    int64_t b = 0;
-    for (; b + 8 <= nb; b += 8) {
-        ar_prefetch_step(&pf);
-#pragma GCC unroll 16
-        for (int j = 0; j < 8; j++)
-            gemv_block_add(fmt, C, rows, gidx, b + j, panel, pstride, acc, j);
-    }
-    ar_prefetch_rest(&pf);
-#pragma GCC unroll 16
-    for (int j = 0; j < 8; j++)
-        if (b + j < nb) gemv_block_add(fmt, C, rows, gidx, b + j, panel, pstride, acc, j);
-#pragma GCC unroll 16
-    for (int c = 0; c < C; c++) {
-        const __m512 *a = acc[c];
-        const __m512 sum =
-            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
-                          _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
-        float t[16] __attribute__((aligned(64)));
-        _mm512_store_ps(t, sum);
-        for (int l = 0; l < 16; l++)
-            if (GEMV_ROW(l) < nrows) out[GEMV_ROW(l) * C + c] = t[l];
-    }
-}
-
-#define GEMV_RUN(name, fmt)                                                                        \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
-                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
-                     float *restrict out) {                                                        \
-        switch (ngroups) {                                                                         \
-        case 1:                                                                                    \
-            gemv_rows(fmt, 1, k, w, w_stride, nrows, panel, pstride, out);                         \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            gemv_rows(fmt, 2, k, w, w_stride, nrows, panel, pstride, out);                         \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            gemv_rows(fmt, 3, k, w, w_stride, nrows, panel, pstride, out);                         \
-            break;                                                                                 \
-        default:                                                                                   \
-            gemv_rows(fmt, 4, k, w, w_stride, nrows, panel, pstride, out);                         \
-            break;                                                                                 \
-        }                                                                                          \
-    }
-GEMV_RUN(gemv_q4_0, F_Q4_0)
-GEMV_RUN(gemv_q4_1, F_Q4_1)
-GEMV_RUN(gemv_q8_0, F_Q8_0)
-
-/* ---- n <= 4 on repacked weights (opt-in copy made at load) ----
+/* ---- the same on repacked weights (opt-in copy made at load) ----
  * A group of 16 rows holds, for blocks b = 0..nb-1, the rows' scales (F16, row r at 32 b + 2 r),
  * padded to 64 bytes, then the quant dwords: dword q of row r of block b at
  * QB b + 64 q + 4 r (QB = 256 for Q4_0, 512 for Q8_0, whose bytes are stored with the sign bit
- * flipped, as gemv_weights uses them). Lane r is row r, computing what gemv_rows computes for
- * that row in the same order, so the results are the same bits, without the in-register
- * transposes and the scale gathers of in-place rows. Rows past the last (a short group) repeat
- * it. */
+ * flipped, as gemv_weights uses them). Lane r is row r, computing what the in-place kernel
+ * computes for that row in the same order, so the results are the same bits, without the
+ * in-register transposes and the scale gathers of in-place rows. Rows past the last (a short
+ * group) repeat it. */
 
 AI size_t pk_qbytes(int fmt) { return fmt == F_Q8_0 ? 512 : 256; }
 AI size_t pk_scale_bytes(int64_t nb) { return ((size_t)nb * 32 + 63) / 64 * 64; }
@@ -572,7 +497,19 @@ static void pk_repack(int fmt, const void *w, size_t ws, int nrows, int64_t k, v
     }
 }
 
-AI void gemvp_weights(int fmt, const uint8_t *sc, const uint8_t *qs, gemv_block *w) {
+/* software prefetch this many blocks ahead (into the next group past the last block): the
+ * hardware streamer stops at 4 KB pages */
+#define PK_AHEAD 16
+
+/* Block b of a repacked group: gemv_weights's registers, loaded as they lie. */
+AI void gemvp_weights(int fmt, const uint8_t *sc, const uint8_t *qs, int64_t b, gemv_block *w) {
+    const uint8_t *ahead = qs + (size_t)(b + PK_AHEAD) * pk_qbytes(fmt);
+#pragma GCC unroll 8
+    for (size_t l = 0; l < pk_qbytes(fmt); l += 64)
+        _mm_prefetch((const char *)ahead + l, _MM_HINT_T0);
+    if ((b & 1) == 0) _mm_prefetch((const char *)sc + (size_t)(b + PK_AHEAD) * 32, _MM_HINT_T0);
+    sc += (size_t)b * 32;
+    qs += (size_t)b * pk_qbytes(fmt);
     w->d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)sc));
     if (fmt == F_Q8_0) {
 #pragma GCC unroll 16
@@ -588,40 +525,63 @@ AI void gemvp_weights(int fmt, const uint8_t *sc, const uint8_t *qs, gemv_block 
     }
 }
 
-/* software prefetch this many blocks ahead (into the next group past the last block): the
- * hardware streamer stops at 4 KB pages */
-#define PK_AHEAD 16
+/* Where a call's 16 rows come from: in place (row pointers and the scales' gather offsets) or a
+ * repacked group (its scales and quant dwords). */
+typedef struct {
+    const uint8_t *rows[16];
+    __m512i gidx;
+    const uint8_t *sc, *qs;
+} gemv_src;
 
-AI void gemvp_block_add(int fmt, int C, const uint8_t *sc, const uint8_t *qs, int64_t b,
-                        const uint8_t *panel, size_t pstride, __m512 acc[4][8], int j) {
-    const uint8_t *ahead = qs + (size_t)(b + PK_AHEAD) * pk_qbytes(fmt);
-#pragma GCC unroll 8
-    for (size_t l = 0; l < pk_qbytes(fmt); l += 64) _mm_prefetch((const char *)ahead + l, _MM_HINT_T0);
-    if ((b & 1) == 0) _mm_prefetch((const char *)sc + (size_t)(b + PK_AHEAD) * 32, _MM_HINT_T0);
+/* Block b of the 16 rows into running sum j of each of the C columns. */
+AI void gemv_block_add(int fmt, bool packed, int C, const gemv_src *src, int64_t b,
+                       const uint8_t *panel, size_t pstride, __m512 acc[4][8], int j) {
     gemv_block wb;
-    gemvp_weights(fmt, sc + (size_t)b * 32, qs + (size_t)b * pk_qbytes(fmt), &wb);
+    if (packed) gemvp_weights(fmt, src->sc, src->qs, b, &wb);
+    else gemv_weights(fmt, src->rows, src->gidx, b, &wb);
 #pragma GCC unroll 16
     for (int c = 0; c < C; c++)
         acc[c][j] = _mm512_add_ps(acc[c][j], gemv_term(fmt, &wb, b, panel + (size_t)c * pstride));
 }
 
-/* One group of 16 repacked rows against C columns; as gemv_rows. */
-AI void gemvp_rows(int fmt, int C, int64_t k, const uint8_t *grp, int nrows, const uint8_t *panel,
-                   size_t pstride, float *out) {
+/* 16 rows against C columns (C one-column panels, pstride apart): each block's weights are
+ * made into registers once for all columns; column c's 8 running sums are acc[c][0..7]. The
+ * rows are in place (ws bytes apart from w; lane L holds row GEMV_ROW(L)) or, packed, one
+ * repacked group at w (lane r holds row r). Outputs go to out[row * C + c]. */
+AI void gemv_rows(int fmt, bool packed, int C, int64_t k, const void *w, size_t ws, int nrows,
+                  const uint8_t *panel, size_t pstride, float *out) {
     const int64_t nb = k / AR_QK;
-    const uint8_t *sc = grp, *qs = grp + pk_scale_bytes(nb);
+    gemv_src src;
+    ar_prefetcher pf = {0};
+    if (packed) {
+        src.sc = w;
+        src.qs = src.sc + pk_scale_bytes(nb);
+    } else {
+        int32_t gofs[16];
+        for (int r = 0; r < 16; r++)
+            src.rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
+        for (int l = 0; l < 16; l++) gofs[l] = (int32_t)(src.rows[GEMV_ROW(l)] - src.rows[0]);
+        src.gidx = _mm512_loadu_si512(gofs);
+        /* while computing this call's 16 rows, fetch the next call's (ar_prefetcher); the
+         * packed kernel prefetches within its contiguous group instead */
+        pf = ar_prefetch_rows(src.rows[0], ws, 16, (nb + 7) / 8, true);
+    }
     __m512 acc[4][8];
 #pragma GCC unroll 16
     for (int c = 0; c < C; c++)
 #pragma GCC unroll 16
         for (int j = 0; j < 8; j++) acc[c][j] = _mm512_setzero_ps();
     int64_t b = 0;
-    for (; b + 8 <= nb; b += 8)
+    for (; b + 8 <= nb; b += 8) {
+        if (!packed) ar_prefetch_step(&pf);
 #pragma GCC unroll 16
-        for (int j = 0; j < 8; j++) gemvp_block_add(fmt, C, sc, qs, b + j, panel, pstride, acc, j);
+        for (int j = 0; j < 8; j++)
+            gemv_block_add(fmt, packed, C, &src, b + j, panel, pstride, acc, j);
+    }
+    if (!packed) ar_prefetch_rest(&pf);
 #pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
-        if (b + j < nb) gemvp_block_add(fmt, C, sc, qs, b + j, panel, pstride, acc, j);
+        if (b + j < nb) gemv_block_add(fmt, packed, C, &src, b + j, panel, pstride, acc, j);
 #pragma GCC unroll 16
     for (int c = 0; c < C; c++) {
         const __m512 *a = acc[c];
@@ -630,36 +590,46 @@ AI void gemvp_rows(int fmt, int C, int64_t k, const uint8_t *grp, int nrows, con
                           _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])));
         float t[16] __attribute__((aligned(64)));
         _mm512_store_ps(t, sum);
-        for (int r = 0; r < nrows; r++) out[r * C + c] = t[r];
+        for (int l = 0; l < 16; l++) {
+            const int row = packed ? l : GEMV_ROW(l);
+            if (row < nrows) out[row * C + c] = t[l];
+        }
     }
 }
 
-#define GEMVP_RUN(name, fmt)                                                                       \
+/* C is a constant in each case, so each column count is its own unrolled loop */
+#define GEMV_RUN(name, fmt, packed)                                                                \
     static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
                      const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
                      float *restrict out) {                                                        \
-        (void)w_stride;                                                                            \
         switch (ngroups) {                                                                         \
         case 1:                                                                                    \
-            gemvp_rows(fmt, 1, k, w, nrows, panel, pstride, out);                                  \
+            gemv_rows(fmt, packed, 1, k, w, w_stride, nrows, panel, pstride, out);                 \
             break;                                                                                 \
         case 2:                                                                                    \
-            gemvp_rows(fmt, 2, k, w, nrows, panel, pstride, out);                                  \
+            gemv_rows(fmt, packed, 2, k, w, w_stride, nrows, panel, pstride, out);                 \
             break;                                                                                 \
         case 3:                                                                                    \
-            gemvp_rows(fmt, 3, k, w, nrows, panel, pstride, out);                                  \
+            gemv_rows(fmt, packed, 3, k, w, w_stride, nrows, panel, pstride, out);                 \
             break;                                                                                 \
         default:                                                                                   \
-            gemvp_rows(fmt, 4, k, w, nrows, panel, pstride, out);                                  \
+            gemv_rows(fmt, packed, 4, k, w, w_stride, nrows, panel, pstride, out);                 \
             break;                                                                                 \
         }                                                                                          \
-    }                                                                                              \
+    }
+GEMV_RUN(gemv_q4_0, F_Q4_0, false)
+GEMV_RUN(gemv_q4_1, F_Q4_1, false)
+GEMV_RUN(gemv_q8_0, F_Q8_0, false)
+GEMV_RUN(gemvp_q4_0, F_Q4_0, true)
+GEMV_RUN(gemvp_q8_0, F_Q8_0, true)
+
+#define GEMV_PACKING(name, fmt)                                                                    \
     static size_t name##_group_bytes(int64_t k) { return pk_group_bytes(fmt, k); }                 \
     static void name##_repack(const void *w, size_t ws, int nrows, int64_t k, void *out) {         \
         pk_repack(fmt, w, ws, nrows, k, out);                                                      \
     }
-GEMVP_RUN(gemvp_q4_0, F_Q4_0)
-GEMVP_RUN(gemvp_q8_0, F_Q8_0)
+GEMV_PACKING(gemvp_q4_0, F_Q4_0)
+GEMV_PACKING(gemvp_q8_0, F_Q8_0)
 
 /* ================================ K-quants ================================ */
 

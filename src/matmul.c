@@ -110,13 +110,13 @@ static bool blas_wins(ar_type t, int32_t n) {
 #define MM_MAX_SET 3 /* matrices sharing one input in one dispatch (q, k, v; gate, up) */
 
 typedef struct mm_job {
-    const ar_tensor *W; /* the first of Ws: its type and input length are every one's */
-    int32_t n;
-    float *y;
-    bool add;
-    int count; /* the batched kernel's path takes Ws[0..count) into ys[0..count) */
+    /* Ws[0..count) into ys[0..count); count > 1 only on the batched kernel's path, with every
+     * matrix of Ws[0]'s type and input length */
+    int count;
     const ar_tensor *Ws[MM_MAX_SET];
     float *ys[MM_MAX_SET];
+    int32_t n;
+    bool add;
     /* one dot product per output */
     const uint8_t *xq;
     size_t xq_stride;
@@ -140,16 +140,17 @@ static inline void put(float *y, float v, bool add) {
 /* Rows are handed out in chunks of 16 so that a thread's slice of W is contiguous. */
 static void mm_dot_worker(void *arg, int ith, int nth) {
     const mm_job *j = arg;
-    const int64_t n_in = j->W->ne[0], n_out = j->W->ne[1];
+    const ar_tensor *W = j->Ws[0];
+    const int64_t n_in = W->ne[0], n_out = W->ne[1];
     int64_t lo, hi;
     ar_split(n_out, 16, ith, nth, &lo, &hi);
-    const uint8_t *wbase = j->W->data;
+    const uint8_t *wbase = W->data;
     for (int64_t r = lo; r < hi; r++) {
-        const uint8_t *wr = wbase + (size_t)r * j->W->nb1;
+        const uint8_t *wr = wbase + (size_t)r * W->nb1;
         for (int32_t c = 0; c < j->n; c++) {
             float s;
             j->dot(n_in, &s, wr, j->xq + (size_t)c * j->xq_stride);
-            put(j->y + (size_t)c * n_out + r, s, j->add);
+            put(j->ys[0] + (size_t)c * n_out + r, s, j->add);
         }
     }
 }
@@ -232,8 +233,8 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
 static void mm_prepare_worker(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const ar_gemm_kernel *g = j->g;
-    const ar_type vdt = ar_type_get(j->W->type)->vec_dot_type;
-    const int64_t n_in = j->W->ne[0];
+    const ar_type vdt = ar_type_get(j->Ws[0]->type)->vec_dot_type;
+    const int64_t n_in = j->Ws[0]->ne[0];
     int64_t lo, hi;
     ar_split(j->ngroups, 1, ith, nth, &lo, &hi);
     uint8_t *xq = (uint8_t *)j->xq;
@@ -254,7 +255,7 @@ static void mm_prepare_worker(void *arg, int ith, int nth) {
  * panel at a time. */
 static void mm_blas_worker(void *arg, int ith, int nth) {
     const mm_job *j = arg;
-    const ar_tensor *W = j->W;
+    const ar_tensor *W = j->Ws[0];
     const int64_t n_in = W->ne[0], n_out = W->ne[1];
     int64_t lo, hi;
     ar_split(n_out, 16, ith, nth, &lo, &hi);
@@ -272,7 +273,7 @@ static void mm_blas_worker(void *arg, int ith, int nth) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr, (int)n_in, 1.0f, j->x,
                     (int)n_in, wf,
                     W->type == AR_TYPE_F32 ? (int)(W->nb1 / sizeof(float)) : (int)n_in,
-                    j->add ? 1.0f : 0.0f, j->y + r0, (int)n_out);
+                    j->add ? 1.0f : 0.0f, j->ys[0] + r0, (int)n_out);
     }
 }
 
@@ -294,7 +295,7 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
     const ar_type_traits *wt = ar_type_get(W->type);
     const int64_t n_in = W->ne[0];
     const ar_type vdt = wt->vec_dot_type;
-    mm_job j = {.W = W, .n = n, .y = ys[0], .add = add, .dot = wt->vec_dot_fast, .count = count};
+    mm_job j = {.count = count, .n = n, .add = add, .dot = wt->vec_dot_fast};
     for (int i = 0; i < count; i++) j.Ws[i] = Ws[i], j.ys[i] = ys[i];
     if (blas_wins(W->type, n) && (size_t)n_in * sizeof(float) <= BLAS_PANEL_BYTES &&
         blas_buffers(s, pool ? ar_pool_threads(pool) : 1)) {
