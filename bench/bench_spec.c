@@ -23,6 +23,7 @@
 #include "arbor.h"
 #include "bench.h"
 #include "draft/drafter.h"
+#include "src/cache.h"
 #include "src/cli/cli.h"
 #include "src/synth.h"
 
@@ -181,27 +182,7 @@ static bool mode_apply(const char *mode, char tree[64], arbor_context_params *cp
 /* ---- the default pair ---- */
 
 static bool cache_dir(char *out, size_t cap) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int k;
-    if (xdg && *xdg == '/')
-        k = snprintf(out, cap, "%s/arbor", xdg);
-    else if (home && *home)
-        k = snprintf(out, cap, "%s/.cache/arbor", home);
-    else
-        return cli_error(0, "bench: neither XDG_CACHE_HOME nor HOME is set"), false;
-    if (k <= 0 || (size_t)k >= cap) return false;
-    /* mkdir -p */
-    for (char *p = out + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-            cli_error(0, "bench: cannot create %s: %s", out, strerror(errno));
-            return false;
-        }
-        *p = '/';
-    }
-    if (mkdir(out, 0755) != 0 && errno != EEXIST)
-        return cli_error(0, "bench: cannot create %s: %s", out, strerror(errno)), false;
+    if (ar_cache_dir(out, cap) != AR_OK) return cli_error(0, "bench: %s", ar_last_error()), false;
     return true;
 }
 
