@@ -22,13 +22,53 @@ struct ar_drafter {
     uint8_t *want;      /* [n_ctx] logits mask for a batch */
     int32_t *tree_tokens;
     int32_t n_evaluated; /* tree nodes [0, n_evaluated) have K/V in the drafter's cache */
-    ar_dist *dists;      /* [AR_BATCH_INVARIANT] q per node (sampled trees) */
+    ar_dist *dists;      /* [AR_TREE_MAX] q per node (sampled trees) */
     ar_dist probs;       /* scratch: plain softmax of one row */
     ar_tree_cand *cands;
     int32_t *frontier, *next_frontier;
-    const float **row_logits; /* [AR_BATCH_INVARIANT] logits row of each evaluated node */
+    const float **row_logits; /* [AR_TREE_MAX] logits row of each evaluated node */
     double sync_seconds;      /* of the last draft */
+    int32_t n_batches;        /* the last draft's batches (ar_drafter_last_batches) */
+    int32_t batch_rows[AR_SPEC_MAX_LEVELS * 2];
+    double batch_seconds[AR_SPEC_MAX_LEVELS * 2];
 };
+
+const ar_model *ar_drafter_model(const ar_drafter *d) { return d->m; }
+int32_t ar_drafter_layers(const ar_drafter *d) { return d->kv ? d->kv->n_layer : 0; }
+
+uint64_t ar_drafter_kv_bytes(const ar_drafter *d) {
+    return d->kv ? ar_kv_bytes(d->m, d->kv->cap, d->kv->n_layer, d->kv->type) : 0;
+}
+
+uint64_t ar_drafter_bytes(const ar_drafter *d) {
+    if (d->kind != AR_DRAFTER_MODEL) return sizeof *d;
+    const uint64_t V = (uint64_t)d->m->hp.n_vocab, C = (uint64_t)d->n_ctx;
+    uint64_t b = ar_kv_bytes(d->m, d->kv->cap, d->kv->n_layer, d->kv->type);
+    b += ar_workspace_bytes(d->m, d->max_batch, d->n_ctx, 1);
+    b += (uint64_t)d->max_batch * V * sizeof(float); /* logits */
+    b += C * (sizeof(int32_t) + 1) + ar_dist_bytes(d->m->hp.n_vocab);
+    b += (uint64_t)AR_TREE_MAX * (DYNAMIC_TOPK * sizeof(ar_tree_cand) + 3 * sizeof(int32_t) +
+                                  sizeof(float *) + sizeof(ar_dist));
+    return b;
+}
+
+ar_status ar_drafter_set_stream(ar_drafter *d, struct ar_stream *s) {
+    return d->ws ? ar_workspace_set_stream(d->ws, d->m, s) : AR_OK;
+}
+
+int32_t ar_drafter_last_batches(const ar_drafter *d, const int32_t **rows,
+                                const double **seconds) {
+    *rows = d->batch_rows;
+    *seconds = d->batch_seconds;
+    return d->n_batches;
+}
+
+static void record_batch(ar_drafter *d, int32_t rows, double seconds) {
+    if (d->n_batches < (int32_t)AR_ARRAY_LEN(d->batch_rows)) {
+        d->batch_rows[d->n_batches] = rows;
+        d->batch_seconds[d->n_batches++] = seconds;
+    }
+}
 
 double ar_drafter_last_sync_seconds(const ar_drafter *d) { return d->sync_seconds; }
 
@@ -66,11 +106,11 @@ ar_status ar_drafter_create_model(const ar_model *m, int32_t n_layers, int32_t n
     d->tokens = calloc((size_t)n_ctx, sizeof(int32_t));
     d->logits = malloc((size_t)d->max_batch * (size_t)m->hp.n_vocab * sizeof(float));
     d->want = calloc((size_t)n_ctx, 1);
-    d->tree_tokens = calloc(AR_BATCH_INVARIANT, sizeof(int32_t));
-    d->cands = calloc((size_t)AR_BATCH_INVARIANT * DYNAMIC_TOPK, sizeof *d->cands);
-    d->frontier = calloc(AR_BATCH_INVARIANT, sizeof(int32_t));
-    d->next_frontier = calloc(AR_BATCH_INVARIANT, sizeof(int32_t));
-    d->row_logits = calloc(AR_BATCH_INVARIANT, sizeof(float *));
+    d->tree_tokens = calloc(AR_TREE_MAX, sizeof(int32_t));
+    d->cands = calloc((size_t)AR_TREE_MAX * DYNAMIC_TOPK, sizeof *d->cands);
+    d->frontier = calloc(AR_TREE_MAX, sizeof(int32_t));
+    d->next_frontier = calloc(AR_TREE_MAX, sizeof(int32_t));
+    d->row_logits = calloc(AR_TREE_MAX, sizeof(float *));
     if (!d->tokens || !d->logits || !d->want || !d->tree_tokens || !d->cands || !d->frontier ||
         !d->next_frontier || !d->row_logits) {
         s = ar_fail(AR_ERR_NOMEM, "drafter: out of memory");
@@ -97,7 +137,8 @@ void ar_drafter_free(ar_drafter *d) {
     ar_kv_free(d->kv);
     ar_workspace_free(d->ws);
     if (d->dists)
-        for (int i = 0; i < AR_BATCH_INVARIANT; i++) ar_dist_free(&d->dists[i]);
+        for (int i = 0; i < AR_TREE_MAX; i++)
+            if (d->dists[i].cap) ar_dist_free(&d->dists[i]);
     free(d->dists);
     ar_dist_free(&d->probs);
     free(d->tokens);
@@ -132,7 +173,8 @@ static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
     /* committed tokens the drafter has not seen, in chunks; the last chunk carries the root */
     while (n - kv->n_committed + 1 > d->max_batch) {
         int32_t rows = d->max_batch;
-        ar_batch b = {.n = rows, .tokens = req->tokens + kv->n_committed, .skip_logits = true};
+        ar_batch b = {.n = rows, .tokens = req->tokens + kv->n_committed, .skip_logits = true,
+                      .prompt = true};
         if ((s = ar_model_eval(d->m, kv, d->ws, d->pool, &b, NULL)) != AR_OK) return s;
         memcpy(d->tokens + kv->n_committed, b.tokens, (size_t)rows * sizeof(int32_t));
         ar_kv_commit_all(kv, rows);
@@ -143,8 +185,10 @@ static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
     d->want[rows - 1] = 1;
     ar_batch b = {.n = rows, .tokens = req->tokens + kv->n_committed, .logits = d->want};
     if ((s = ar_model_eval(d->m, kv, d->ws, d->pool, &b, d->logits)) != AR_OK) return s;
+    const double t2 = ar_now();
+    if (rows == 1) record_batch(d, 1, t2 - t1); /* the root alone: a clean single-row batch */
     /* catching up: the earlier chunks, and the final batch's share beyond the root's row */
-    d->sync_seconds = (t1 - t0) + (ar_now() - t1) * (double)(rows - 1) / (double)rows;
+    d->sync_seconds = (t1 - t0) + (t2 - t1) * (double)(rows - 1) / (double)rows;
     memcpy(d->tokens + kv->n_committed, b.tokens, (size_t)(rows - 1) * sizeof(int32_t));
     ar_kv_commit_all(kv, rows - 1); /* the root stays uncommitted: tree node 0 */
     *root_logits = d->logits;
@@ -174,15 +218,14 @@ static ar_status plain_probs(ar_drafter *d, const float *logits) {
     return ar_sampler_dist(&sp, logits, d->m->hp.n_vocab, NULL, 0, &d->probs);
 }
 
-static ar_status ensure_dists(ar_drafter *d) {
-    if (d->dists) return AR_OK;
-    d->dists = calloc(AR_BATCH_INVARIANT, sizeof *d->dists);
-    if (!d->dists) return ar_fail(AR_ERR_NOMEM, "drafter: out of memory");
-    for (int i = 0; i < AR_BATCH_INVARIANT; i++) {
-        ar_status s = ar_dist_init(&d->dists[i], d->m->hp.n_vocab);
-        if (s != AR_OK) return s;
-    }
-    return AR_OK;
+/* The distribution of node i, made on first use (a sampled tree's internal nodes only). */
+static ar_status node_dist(ar_drafter *d, int32_t i, ar_dist **out) {
+    *out = NULL;
+    if (!d->dists && !(d->dists = calloc(AR_TREE_MAX, sizeof *d->dists)))
+        return ar_fail(AR_ERR_NOMEM, "drafter: out of memory");
+    ar_status s = d->dists[i].cap ? AR_OK : ar_dist_init(&d->dists[i], d->m->hp.n_vocab);
+    *out = &d->dists[i];
+    return s;
 }
 
 /* Adds up to `count` children under `node`: samples from q (sampled trees) or the top ones. */
@@ -191,8 +234,8 @@ static ar_status add_children(ar_drafter *d, const ar_draft_request *req, ar_tre
     const float *lg = d->row_logits[node];
     ar_status s;
     if (req->sample) {
-        if ((s = ensure_dists(d)) != AR_OK) return s;
-        ar_dist *qd = &d->dists[node];
+        ar_dist *qd = NULL;
+        if ((s = node_dist(d, node, &qd)) != AR_OK) return s;
         if ((s = ar_sampler_dist(req->sampling, lg, d->m->hp.n_vocab, NULL, 0, qd)) != AR_OK)
             return s;
         q[node] = qd;
@@ -217,8 +260,10 @@ static ar_status eval_level(ar_drafter *d, ar_tree *tree) {
     ar_batch b = {.n = n, .tokens = d->tree_tokens, .parent = ar_tree_parents(tree),
                   .first = first};
     if (d->kv->n_committed + n > d->kv->cap) return AR_ERR_CONTEXT_FULL;
+    const double t0 = ar_now();
     ar_status s = ar_model_eval(d->m, d->kv, d->ws, d->pool, &b, d->logits);
     if (s != AR_OK) return s;
+    record_batch(d, n - first, ar_now() - t0);
     for (int32_t i = first; i < n; i++)
         d->row_logits[i] = d->logits + (size_t)(i - first) * d->m->hp.n_vocab;
     d->n_evaluated = n;
@@ -233,6 +278,7 @@ static float node_value(const ar_draft_request *req, float parent_value, float p
 static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,
                              const ar_dist **q) {
     const double t_start = ar_now();
+    d->n_batches = 0;
     int32_t levels = 1; /* batches evaluated: the root's first */
     const float *root_logits;
     ar_status s = sync_and_eval_root(d, req, &root_logits);
@@ -341,7 +387,7 @@ ar_status ar_drafter_draft(ar_drafter *d, const ar_draft_request *req, ar_tree *
 
 void ar_drafter_remap(ar_drafter *d, const int32_t *old_to_new, int32_t n_old) {
     if (d->kind != AR_DRAFTER_MODEL) return;
-    int32_t rows[AR_BATCH_INVARIANT], k = 0;
+    int32_t rows[AR_TREE_MAX], k = 0;
     for (int32_t i = 0; i < n_old && i < d->n_evaluated; i++)
         if (old_to_new[i] >= 0) rows[k++] = i; /* survivors keep their order: new index == k */
     ar_kv_compact(d->kv, rows, k);

@@ -31,7 +31,7 @@ typedef struct ar_tree_spec {
 } ar_tree_spec;
 
 /* Parses "chain:K", "static:4x2x2x1", "dynamic:N", "adaptive". The tree (root included) must fit
- * a batch-invariant verification (AR_BATCH_INVARIANT rows). */
+ * one verification (AR_TREE_MAX rows). */
 ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *out);
 /* Writes the canonical spelling of spec into buf. */
 void ar_tree_spec_format(const ar_tree_spec *spec, char *buf, size_t cap);
@@ -108,5 +108,22 @@ void ar_drafter_set_pool(ar_drafter *d, ar_pool *pool);
 ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t n, int32_t *next);
 /* Forget cached state (a new prompt that shares nothing). */
 void ar_drafter_reset(ar_drafter *d);
+
+/* The model a drafter runs (NULL for prompt lookup; the verifier itself for self-drafting) and
+ * how many of its layers. */
+const ar_model *ar_drafter_model(const ar_drafter *d);
+int32_t ar_drafter_layers(const ar_drafter *d);
+/* Bytes the drafter holds besides its model's weights (KV cache, workspace, logits, ...), and
+ * of them its KV cache. */
+uint64_t ar_drafter_bytes(const ar_drafter *d);
+uint64_t ar_drafter_kv_bytes(const ar_drafter *d);
+/* Self-drafting under a memory budget: read the verifier's weights from its stream (the layers
+ * the drafter runs and the head are resident there). */
+struct ar_stream;
+ar_status ar_drafter_set_stream(ar_drafter *d, struct ar_stream *s);
+/* The batches the last ar_drafter_draft evaluated for its tree (the root alone, then one per
+ * level; catching up with the context excluded): their rows and seconds. Returns the count. */
+int32_t ar_drafter_last_batches(const ar_drafter *d, const int32_t **rows,
+                                const double **seconds);
 
 #endif

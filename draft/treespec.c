@@ -17,7 +17,7 @@ static bool parse_count(const char *s, char **end, int64_t lo, int64_t hi, int32
 
 ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *out) {
     memset(out, 0, sizeof *out);
-    const int32_t max_nodes = AR_BATCH_INVARIANT - 1; /* root excluded */
+    const int32_t max_nodes = AR_TREE_MAX - 1; /* root excluded */
     if (!s) return ar_fail(AR_ERR_INVALID_ARG, "tree spec: missing");
     char *end = NULL;
     if (!strcmp(s, "adaptive")) {

@@ -164,6 +164,21 @@ typedef struct arbor_context_params {
                                 the verifier checks the current one (greedy and deterministic
                                 trees; sampled trees are never pipelined) */
     int32_t draft_threads;   /* pipelining: the drafter's threads (0: 1) */
+    uint64_t mem_budget;     /* bytes of memory the context may hold in all: the verifier's
+                                weights, a separate drafter model's (its file), the KV caches
+                                and every buffer (0: no budget, the verifier is read through
+                                its mapping). The drafter stays resident; as much of the
+                                verifier as fits stays resident (its head and first layers)
+                                and the rest is read from its file for every forward pass,
+                                with the next layers read while the current ones compute.
+                                Output is bit-identical either way. A budget too small for the
+                                drafter, the caches and two layers' buffers is refused with the
+                                numbers; one above what is needed keeps everything resident.
+                                See docs/design.md, "A verifier larger than memory". */
+    bool cost_cache;         /* adaptive: keep the scheduler's cost table between runs in the
+                                per-user cache ($XDG_CACHE_HOME/arbor/costs, else
+                                ~/.cache/arbor/costs), keyed by the model files, budget,
+                                threads, CPU and arbor version (default on) */
 } arbor_context_params;
 ARBOR_API arbor_context_params arbor_context_default_params(void);
 /* Creates a context on `model` (borrowed: it must outlive the context). Several contexts may
@@ -176,6 +191,27 @@ ARBOR_API void arbor_context_reset(arbor_context *ctx);
 /* Adaptive mode: calibrates the scheduler's cost model if it has not been yet and writes it to
  * `path`, for arbor_context_params.sched_costs. */
 ARBOR_API arbor_status arbor_save_costs(arbor_context *ctx, const char *path);
+
+/* Where a context's memory goes (bytes), and for a budget what is streamed. */
+typedef struct arbor_memory_info {
+    uint64_t budget;           /* arbor_context_params.mem_budget (0: none) */
+    uint64_t verifier_resident;/* the verifier's weights held in memory (its whole size without
+                                  a budget: mapped, paged in by use) */
+    uint64_t stream_buffers;   /* buffers that streamed layers are read into */
+    uint64_t streamed_per_pass;/* bytes read from the verifier's file per forward pass */
+    int32_t resident_layers;   /* of the verifier's n_layer */
+    bool head_resident;
+    uint64_t drafter_weights;  /* a separate drafter model's file */
+    uint64_t kv;               /* KV caches (verifier and drafter) */
+    uint64_t buffers;          /* workspaces, logits and the other buffers */
+    uint64_t process;          /* allowance for code, stacks and allocator overhead */
+    /* since the context was created */
+    uint64_t bytes_streamed;   /* read from the verifier's file by streaming */
+    double read_seconds;       /* the reader's time in reads */
+    double wait_seconds;       /* forward passes waiting for streamed layers */
+} arbor_memory_info;
+ARBOR_API arbor_status arbor_context_get_memory(const arbor_context *ctx,
+                                                arbor_memory_info *out);
 
 /* ---- generation ---- */
 typedef struct arbor_sampling_params {

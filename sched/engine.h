@@ -7,9 +7,11 @@
 #define ARBOR_ENGINE_H
 
 #include "draft/drafter.h"
-#include "src/model.h"
 #include "sched/scheduler.h"
+#include "sched/spec.h"
+#include "src/model.h"
 #include "src/sampling.h"
+#include "src/stream.h"
 #include "verify/accept.h"
 
 typedef struct ar_engine_params {
@@ -20,6 +22,9 @@ typedef struct ar_engine_params {
     bool pin;        /* pin threads to cores by the hwloc placement plan */
     bool pipeline;   /* draft the next tree while the verifier checks the current one */
     int32_t draft_threads; /* pipelining: the drafter's threads (0: 1) */
+    uint64_t mem_budget;   /* bytes for both models, caches and buffers (0: no budget; see
+                              ar_engine_apply_budget) */
+    bool cost_cache;       /* adaptive: keep the scheduler's cost table in the per-user cache */
 } ar_engine_params;
 
 typedef struct ar_engine_stats {
@@ -28,34 +33,6 @@ typedef struct ar_engine_stats {
     int64_t drafted_at_depth[32], accepted_at_depth[32];
     int64_t n_pipelined;   /* steps whose tree was drafted ahead, during the previous verification */
 } ar_engine_stats;
-
-/* Speculation state: the drafter, the tree shape and the buffers of one verification. */
-typedef struct ar_spec {
-    ar_drafter *drafter; /* owned */
-    ar_tree_spec spec;
-    ar_tree tree;
-    const ar_dist **q;   /* [tree cap] drafter distributions of sampled nodes */
-    ar_dist *p;          /* [tree cap] verifier distributions (sampled acceptance) */
-    const ar_dist **pp;  /* pointers to p */
-    ar_accept_work aw;
-    int32_t *path, *target, *tree_tokens, *history, *remap;
-    ar_rng draft_rng;
-    bool adaptive;       /* the scheduler chooses tree sizes and when to speculate */
-    ar_sched sched;
-    bool warm;           /* a speculative step has run since the last prefill */
-    /* pipelining: while the verifier checks a tree, the drafter (on its own thread and pool)
-     * drafts the next tree from the most likely outcome; kept when the guess comes true */
-    bool pipeline;
-    ar_pool *draft_pool;
-    void *worker;        /* the drafting thread's state (engine.c) */
-    ar_tree tree_ahead;
-    const ar_dist **q_ahead;
-    bool ahead_valid;    /* tree_ahead is rooted at the current pending token */
-    int64_t n_ahead_used, n_ahead_tried;
-    bool broken_acceptance; /* tests only: accept a drafted child whenever the verifier gives it
-                               any probability (biased towards the drafter), to show that the
-                               distribution test can fail */
-} ar_spec;
 
 /* What one decoding step did (for --trace). */
 typedef struct ar_step_trace {
@@ -78,12 +55,14 @@ typedef struct ar_engine {
     ar_kv *kv;
     ar_workspace *ws;
     ar_pool *pool;
+    ar_stream *stream; /* the verifier's weights under a memory budget (NULL: the mapping) */
     int32_t n_vocab;
     int32_t *tokens;   /* [n_ctx + 1]: committed tokens, then the pending one */
     int32_t n_tokens;  /* committed + pending */
     bool has_pending;
-    float *logits;     /* [ws_rows][n_vocab] */
+    float *logits;     /* [tree_rows][n_vocab] */
     int32_t ws_rows;   /* rows the workspace evaluates in one call */
+    int32_t tree_rows; /* the largest verification (<= ws_rows, AR_TREE_MAX) */
     ar_sampler_params sampling;
     ar_rng rng;
     ar_dist dist;
@@ -94,6 +73,7 @@ typedef struct ar_engine {
     int64_t n_steps;
     bool pin_failed; /* pinning was asked for and not permitted (a warning, not an error) */
     char placement[160];
+    char warning[320]; /* the last warning for the caller's log (ar_engine_take_warning) */
 } ar_engine;
 
 ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **out);
@@ -109,6 +89,31 @@ ar_status ar_engine_step(ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out
 /* Switches to speculative decoding with drafter `d` (the engine owns it from now on, also on
  * failure) and tree shape `spec`. */
 ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec *spec);
+/* With params.mem_budget: once the drafter (if any) is set, what the engine, its drafter and
+ * its caches hold is counted, and the rest of the budget goes to the verifier's weights: as
+ * much of them stays resident as fits, the rest is streamed for every pass (stream.h). A
+ * budget too small for that is refused with the numbers; `separate_drafter_bytes` are the
+ * resident bytes of a separate drafter model (its file, mapped and pre-faulted). */
+ar_status ar_engine_apply_budget(ar_engine *e, uint64_t separate_drafter_bytes);
+/* Bytes the engine holds now, by kind (budget accounting and the budget's error message). */
+typedef struct ar_engine_memory {
+    uint64_t kv, buffers, drafter, drafter_weights, process, weights;
+} ar_engine_memory;
+void ar_engine_get_memory(const ar_engine *e, uint64_t separate_drafter_bytes,
+                          ar_engine_memory *out);
+/* A plain step (the pending token alone), timed: *seconds in all, *compute of them not spent
+ * waiting for streamed weights. */
+ar_status ar_engine_plain_step_timed(ar_engine *e, int32_t *out, int32_t *n_out, double *seconds,
+                                     double *compute);
+/* Seconds the verifier's passes have waited for streamed weights (0 without a budget). */
+double ar_engine_stream_wait(ar_engine *e);
+/* Records a warning for the caller's log; ar_engine_take_warning returns it once (or NULL). */
+void ar_engine_warn(ar_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *ar_engine_take_warning(ar_engine *e);
+/* The error for logits that hold NaN or +inf at `position` (greedy or sampled alike). */
+ar_status ar_engine_bad_logits(ar_engine *e, int32_t position);
+/* The generation is over: adaptive contexts write their cost table back to the cache. */
+void ar_engine_end_generation(ar_engine *e);
 /* Adaptive mode: use a fixed cost table from `path` (no calibration, no online updates), so a
  * seed reproduces sampled output. */
 ar_status ar_engine_load_costs(ar_engine *e, const char *path);

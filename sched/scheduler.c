@@ -46,16 +46,87 @@ static double interp(const double *t, int32_t n) {
 double ar_sched_verify_cost(const ar_sched *s, int32_t n) { return interp(s->costs.verify, n); }
 double ar_sched_draft_cost(const ar_sched *s, int32_t n) { return interp(s->costs.draft, n); }
 
-static void observe(double *t, int32_t n, double seconds) {
-    int i = size_index(n);
-    /* scale the observation to the bucket's size before blending it in */
-    double at = interp(t, n);
-    double ratio = at > 0 ? seconds / at : 1.0;
-    t[i] = (1.0 - EMA) * t[i] + EMA * t[i] * ratio;
+/* ---- the cost model: measured entries, and estimates for the others ---- */
+
+#define SEEN_MAX 16.0 /* an entry's measurement weight saturates: it keeps following the machine */
+
+/* Estimates every entry not measured yet (seen == 0) from the measured ones: linear between
+ * measured neighbours; past the largest measured size, the per-row slope measured so far (at
+ * least half the prior's); then makes the table non-decreasing (a batch never costs less than
+ * a smaller one: a size measured slower than the next was disturbed). Entry 0 is always set. */
+static void estimate(double *t, const double *seen) {
+    int last = 0; /* the last anchor: entry 0, or a measured entry */
+    for (int i = 1; i < AR_COST_SIZES; i++) {
+        if (seen[i] > 0) {
+            for (int j = last + 1; j < i; j++) { /* between two anchors */
+                const double f = (double)(ar_cost_size(j) - ar_cost_size(last)) /
+                                 (ar_cost_size(i) - ar_cost_size(last));
+                t[j] = t[last] + (t[i] - t[last]) * f;
+            }
+            last = i;
+        }
+    }
+    double slope = AR_COST_PRIOR_SLOPE * t[0];
+    if (last > 0)
+        slope = fmax(0.5 * slope, (t[last] - t[0]) / (ar_cost_size(last) - 1));
+    for (int j = last + 1; j < AR_COST_SIZES; j++)
+        t[j] = t[last] + slope * (ar_cost_size(j) - ar_cost_size(last));
+    for (int i = 1; i < AR_COST_SIZES; i++) t[i] = fmax(t[i], t[i - 1]);
 }
 
-void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds) {
-    if (!s->fixed_costs && s->costs.valid) observe(s->costs.verify, n, seconds);
+/* A streamed verifier: the compute entries are estimated as above, and an unmeasured pass costs
+ * the larger of a single-row pass (the reading time) and its compute. */
+static void estimate_all(ar_cost_table *c) {
+    estimate(c->draft, c->draft_seen);
+    if (!c->streamed) {
+        estimate(c->verify, c->verify_seen);
+        return;
+    }
+    estimate(c->compute, c->verify_seen);
+    for (int i = 1; i < AR_COST_SIZES; i++)
+        if (!(c->verify_seen[i] > 0)) c->verify[i] = fmax(c->verify[0], c->compute[i]);
+    for (int i = 1; i < AR_COST_SIZES; i++) c->verify[i] = fmax(c->verify[i], c->verify[i - 1]);
+}
+
+void ar_sched_set_prior(ar_sched *s, double verify1, double compute1, double draft1,
+                        bool streamed) {
+    ar_cost_table *c = &s->costs;
+    memset(c, 0, sizeof *c);
+    c->verify[0] = verify1;
+    c->compute[0] = fmin(compute1, verify1);
+    c->draft[0] = draft1;
+    c->verify_seen[0] = 1.0; /* measured by the caller's plain step */
+    c->streamed = streamed;
+    c->valid = true;
+    estimate_all(c);
+}
+
+/* Moves entry i towards a measurement of n rows, scaled to the entry's size first. */
+static void blend(double *t, double *seen, int32_t n, double seconds) {
+    const int i = size_index(n);
+    const double at = interp(t, n);
+    const double v = at > 0 ? t[i] * seconds / at : seconds;
+    const double w = seen[i] > 0 ? fmax(EMA, 1.0 / (seen[i] + 1.0)) : 1.0;
+    t[i] = (1.0 - w) * t[i] + w * v;
+    seen[i] = fmin(SEEN_MAX, seen[i] + 1.0);
+}
+
+void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds, double compute) {
+    if (s->fixed_costs || !s->costs.valid || n < 1) return;
+    ar_cost_table *c = &s->costs;
+    if (c->streamed) { /* the compute entry first: blend reads verify_seen before it moves */
+        const int i = size_index(n);
+        double seen = c->verify_seen[i];
+        blend(c->compute, &seen, n, fmin(compute, seconds));
+    }
+    blend(c->verify, c->verify_seen, n, seconds);
+    estimate_all(c);
+}
+
+void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds) {
+    if (s->fixed_costs || !s->costs.valid || n < 1) return;
+    blend(s->costs.draft, s->costs.draft_seen, n, seconds);
+    estimate_all(&s->costs);
 }
 
 bool ar_sched_can_pay(const ar_sched *s) {
@@ -90,7 +161,7 @@ bool ar_sched_want_speculation(ar_sched *s) {
     }
     /* the fallback compares with T(1), which speculative steps do not measure: refresh it now
      * and then (a stale, too high T(1) would keep a losing drafter speculating) */
-    if (!s->fixed_costs && ++s->since_plain >= PLAIN_PROBE_EVERY) {
+    if (!s->fixed_costs && !s->no_plain_probes && ++s->since_plain >= PLAIN_PROBE_EVERY) {
         s->since_plain = 0;
         s->why_plain = "plain: re-measuring plain decoding";
         return false;
@@ -111,7 +182,7 @@ static double best_cut(const ar_sched *s, const float *v, int32_t n, double draf
     double sum = 1.0, best_rate = 1.0 / (draft_seconds + ar_sched_verify_cost(s, 1));
     *best_k = 0;
     *best_sum = 1.0;
-    for (int32_t k = 1; k <= n && k < AR_BATCH_INVARIANT; k++) {
+    for (int32_t k = 1; k <= n && k < AR_TREE_MAX; k++) {
         sum += v[k - 1];
         double rate = sum / (draft_seconds + ar_sched_verify_cost(s, k + 1));
         if (rate > best_rate) {
@@ -125,8 +196,8 @@ static double best_cut(const ar_sched *s, const float *v, int32_t n, double draf
 
 int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draft_seconds,
                              float *expected_tokens) {
-    float v[AR_BATCH_INVARIANT];
-    int32_t n = AR_MIN(tree->n - 1, AR_BATCH_INVARIANT);
+    float v[AR_TREE_MAX];
+    int32_t n = AR_MIN(tree->n - 1, AR_TREE_MAX);
     for (int32_t i = 0; i < n; i++) v[i] = tree->nodes[i + 1].value;
     qsort(v, (size_t)n, sizeof v[0], by_float_desc);
     int32_t k;
@@ -142,8 +213,8 @@ int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draf
 /* The values of the tree's draft nodes, then extra[0..n_extra), sorted best first into v. */
 static int32_t merge_values(const ar_tree *tree, const float *extra, int32_t n_extra, float *v) {
     int32_t n = 0;
-    for (int32_t i = 1; i < tree->n && n < AR_BATCH_INVARIANT; i++) v[n++] = tree->nodes[i].value;
-    for (int32_t i = 0; i < n_extra && n < 2 * AR_BATCH_INVARIANT; i++) v[n++] = extra[i];
+    for (int32_t i = 1; i < tree->n && n < AR_TREE_MAX; i++) v[n++] = tree->nodes[i].value;
+    for (int32_t i = 0; i < n_extra && n < 2 * AR_TREE_MAX; i++) v[n++] = extra[i];
     qsort(v, (size_t)n, sizeof v[0], by_float_desc);
     return n;
 }
@@ -181,12 +252,12 @@ int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tre
     }
     qsort(c, (size_t)nc, sizeof c[0], by_float_desc);
     const double ratio = n_parents ? ratio_sum / n_parents : 0.0;
-    const int32_t room = AR_MIN(tree->cap, AR_BATCH_INVARIANT) - tree->n;
+    const int32_t room = AR_MIN(tree->cap, AR_TREE_MAX) - tree->n;
     const int32_t m_max = AR_MIN(AR_MIN(nc, room), SHAPE_MAX_WIDTH);
     if (m_max <= 0) return 0;
 
     /* stop after this level: add the candidates that make the best cut */
-    float v[3 * AR_BATCH_INVARIANT];
+    float v[3 * AR_TREE_MAX];
     int32_t n = merge_values(tree, c, m_max, v), k;
     double sum;
     const double stop_rate = best_cut(s, v, n, seconds, &k, &sum);
@@ -252,7 +323,9 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
     }
 }
 
-void ar_sched_update_plain(ar_sched *s, double seconds) { ar_sched_observe_verify(s, 1, seconds); }
+void ar_sched_update_plain(ar_sched *s, double seconds, double compute) {
+    ar_sched_observe_verify(s, 1, seconds, compute);
+}
 
 ar_status ar_sched_load_costs(ar_sched *s, const char *path) {
     FILE *f = fopen(path, "r");
@@ -268,10 +341,12 @@ ar_status ar_sched_load_costs(ar_sched *s, const char *path) {
         char kind[16];
         int n;
         double sec;
-        if (sscanf(line, "%15s %d %lf", kind, &n, &sec) != 3 || n < 1 || n > 64 ||
-            ar_cost_size(size_index(n)) != n || !(sec > 0 && sec < 1e6)) {
+        if (sscanf(line, "%15s %d %lf", kind, &n, &sec) != 3 || n < 1 ||
+            n > ar_cost_size(AR_COST_SIZES - 1) || ar_cost_size(size_index(n)) != n ||
+            !(sec > 0 && sec < 1e6)) {
             st = ar_fail(AR_ERR_FORMAT,
-                         "%s:%d: expected 'verify|draft N SECONDS' with N one of 1..16, 32, 64",
+                         "%s:%d: expected 'verify|draft N SECONDS' with N one of 1..16, 32, 64, "
+                         "128, 256",
                          path, lineno);
             break;
         }
@@ -285,10 +360,20 @@ ar_status ar_sched_load_costs(ar_sched *s, const char *path) {
     }
     fclose(f);
     if (st != AR_OK) return st;
-    for (int i = 0; i < AR_COST_SIZES; i++)
+    for (int i = 0; i < AR_COST_SIZES; i++) {
+        if (ar_cost_size(i) > 64) { /* optional: files written before trees of 256 rows */
+            if (!seen_v[i]) t.verify[i] = t.verify[i - 1] * 2;
+            if (!seen_d[i]) t.draft[i] = t.draft[i - 1] * 2;
+            continue;
+        }
         if (!seen_v[i] || !seen_d[i])
             return ar_fail(AR_ERR_FORMAT, "%s: missing verify or draft entry for n = %d", path,
                            ar_cost_size(i));
+    }
+    for (int i = 0; i < AR_COST_SIZES; i++) {
+        t.compute[i] = t.verify[i];
+        t.verify_seen[i] = t.draft_seen[i] = 1.0;
+    }
     t.valid = true;
     s->costs = t;
     s->fixed_costs = true;
@@ -304,5 +389,73 @@ ar_status ar_sched_save_costs(const ar_sched *s, const char *path) {
     for (int i = 0; i < AR_COST_SIZES; i++)
         fprintf(f, "draft %d %.9g\n", ar_cost_size(i), s->costs.draft[i]);
     if (fclose(f) != 0) return ar_fail(AR_ERR_IO, "%s: write failed", path);
+    return AR_OK;
+}
+
+int ar_cost_table_format(const ar_cost_table *t, char *buf, size_t cap) {
+    size_t k = 0;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(buf + k, k < cap ? cap - k : 0, __VA_ARGS__);                           \
+        if (w_ > 0) k += (size_t)w_;                                                               \
+    } while (0)
+    OUT("streamed %d\n", t->streamed ? 1 : 0);
+    for (int i = 0; i < AR_COST_SIZES; i++)
+        OUT("verify %d %.9g %.4g %.9g\n", ar_cost_size(i), t->verify[i], t->verify_seen[i],
+            t->compute[i]);
+    for (int i = 0; i < AR_COST_SIZES; i++)
+        OUT("draft %d %.9g %.4g\n", ar_cost_size(i), t->draft[i], t->draft_seen[i]);
+#undef OUT
+    return (int)k;
+}
+
+ar_status ar_cost_table_parse(const char *text, const char *name, ar_cost_table *out) {
+    ar_cost_table t = {0};
+    bool seen_v[AR_COST_SIZES] = {0}, seen_d[AR_COST_SIZES] = {0}, streamed = false;
+    int lineno = 0;
+    for (const char *p = text; *p;) {
+        const char *eol = strchr(p, '\n');
+        const size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        char line[160];
+        lineno++;
+        if (len >= sizeof line)
+            return ar_fail(AR_ERR_FORMAT, "%s:%d: line too long", name, lineno);
+        memcpy(line, p, len);
+        line[len] = 0;
+        p += len + (eol ? 1 : 0);
+        if (!line[0] || line[0] == '#') continue;
+        char kind[16];
+        int n, flag;
+        double sec, seen, comp;
+        if (sscanf(line, "streamed %d", &flag) == 1 && (flag == 0 || flag == 1)) {
+            t.streamed = flag;
+            streamed = true;
+            continue;
+        }
+        const int got = sscanf(line, "%15s %d %lf %lf %lf", kind, &n, &sec, &seen, &comp);
+        const bool size_ok = n >= 1 && n <= ar_cost_size(AR_COST_SIZES - 1) &&
+                             ar_cost_size(size_index(n)) == n;
+        if (got >= 4 && size_ok && sec > 0 && sec < 1e6 && seen >= 0 && seen <= SEEN_MAX) {
+            const int i = size_index(n);
+            if (!strcmp(kind, "verify") && got == 5 && comp > 0 && comp <= sec) {
+                t.verify[i] = sec, t.verify_seen[i] = seen, t.compute[i] = comp;
+                seen_v[i] = true;
+                continue;
+            }
+            if (!strcmp(kind, "draft") && got == 4) {
+                t.draft[i] = sec, t.draft_seen[i] = seen;
+                seen_d[i] = true;
+                continue;
+            }
+        }
+        return ar_fail(AR_ERR_FORMAT, "%s:%d: not a cost table entry: '%s'", name, lineno, line);
+    }
+    for (int i = 0; i < AR_COST_SIZES; i++)
+        if (!seen_v[i] || !seen_d[i])
+            return ar_fail(AR_ERR_FORMAT, "%s: no verify or draft entry for n = %d", name,
+                           ar_cost_size(i));
+    if (!streamed) return ar_fail(AR_ERR_FORMAT, "%s: no 'streamed' line", name);
+    t.valid = true;
+    *out = t;
     return AR_OK;
 }

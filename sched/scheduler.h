@@ -1,7 +1,12 @@
 /* scheduler.h: the adaptive scheduler. Each step it decides whether to speculate and how big a
  * tree to verify, from a cost model (the verifier's time for a batch of n rows, the drafter's
- * time per tree level, measured on this machine at the first speculative step; the verifier's
- * kept up to date online, the drafter's complemented by the current draft's own level times)
+ * time per batch) and an acceptance model (see below). The costs come from the cost cache (the
+ * table an earlier run on the same files, machine and settings refined), or start as estimates
+ * from the first real steps (a plain step times the verifier's single row; the drafter's single
+ * row is estimated from its share of the weights; larger batches from a per-row slope) and are
+ * refined by every verification and drafter batch that runs: no extra passes are spent on
+ * calibration. A streamed verifier (a memory budget) costs at least its weights' reading time
+ * per pass whatever the batch, so its trees grow until compute catches up with the I/O.
  * and an acceptance model (how often the verifier accepts a draft token, by the drafter's
  * confidence in it, as running counts).
  *   - each level of the draft is sized from the costs (ar_sched_shape_level), and drafting stops
@@ -24,19 +29,28 @@
 
 /* Batch sizes of the cost table: every size up to 16, where trees are chosen and where kernels
  * change (the n <= 4 matmul kernels end at 4: a 5-row batch can cost far more than 4, which an
- * interpolation between powers of two would hide), then 32 and 64. */
-#define AR_COST_SIZES 18
+ * interpolation between powers of two would hide), then 32 .. 256 (streamed verifiers). */
+#define AR_COST_SIZES 20
 static inline int32_t ar_cost_size(int i) { return i < 16 ? i + 1 : 32 << (i - 16); }
 
 typedef struct ar_cost_table {
-    double verify[AR_COST_SIZES]; /* seconds for a verifier batch of ar_cost_size(i) rows */
-    double draft[AR_COST_SIZES];  /* seconds for a drafter batch of ar_cost_size(i) rows */
+    double verify[AR_COST_SIZES];  /* seconds for a verifier pass of ar_cost_size(i) rows */
+    double draft[AR_COST_SIZES];   /* seconds for a drafter batch of ar_cost_size(i) rows */
+    double compute[AR_COST_SIZES]; /* of verify: time not spent waiting for streamed weights */
+    /* how much measurement each entry holds (a decaying count; 0: estimated from the others) */
+    double verify_seen[AR_COST_SIZES], draft_seen[AR_COST_SIZES];
+    bool streamed;                 /* verify >= a whole pass's reading time, whatever the rows */
     bool valid;
 } ar_cost_table;
+
+/* Per-row growth of a batch's cost, as a share of one row's, assumed until measured. */
+#define AR_COST_PRIOR_SLOPE 0.25
 
 typedef struct ar_sched {
     ar_cost_table costs;
     bool fixed_costs;           /* loaded from a file: no calibration, no online updates */
+    bool no_plain_probes;       /* T(1) is not re-measured by plain steps (a streamed verifier:
+                                   a plain pass costs as much as a tree's) */
     double acc[AR_ACCEPT_BINS]; /* accepted draft tokens whose parent was accepted, by bin */
     double prop[AR_ACCEPT_BINS];/* proposed draft tokens whose parent was accepted, by bin */
     float accept_table[AR_ACCEPT_BINS];
@@ -54,9 +68,16 @@ void ar_sched_init(ar_sched *s);
 /* Interpolated seconds for a verifier / drafter batch of n rows. */
 double ar_sched_verify_cost(const ar_sched *s, int32_t n);
 double ar_sched_draft_cost(const ar_sched *s, int32_t n);
-/* Records a measured verifier batch time (online update; ignored with fixed costs). Drafting is
- * not recorded per batch: a draft's levels are timed as they run (ar_sched_shape_level). */
-void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds);
+/* A starting table from one measured single-row verifier pass (`compute` of its `seconds` not
+ * waiting for streamed weights; == seconds in memory) and an estimated single-row drafter batch:
+ * larger batches follow AR_COST_PRIOR_SLOPE until measured. */
+void ar_sched_set_prior(ar_sched *s, double verify1, double compute1, double draft1,
+                        bool streamed);
+/* Records a measured verifier pass / drafter batch of n rows (online update: the entry moves
+ * towards it, and the entries not measured yet are estimated again from the measured ones;
+ * ignored with fixed costs). */
+void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds, double compute);
+void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds);
 
 /* Should this step speculate? No while the back-off of plain steps counts down; no (starting a
  * back-off) when the costs and the acceptance rate say no chain could pay; and no every 32nd
@@ -83,12 +104,18 @@ int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tre
  * fallback decision) and the tokens it produced. */
 void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int32_t n_path,
                      double seconds, int32_t tokens);
-/* After a plain step of `seconds`. */
-void ar_sched_update_plain(ar_sched *s, double seconds);
+/* After a plain step of `seconds` (`compute` of them not waiting for streamed weights). */
+void ar_sched_update_plain(ar_sched *s, double seconds, double compute);
 
 /* Cost table files: one line per entry, "verify N SECONDS" / "draft N SECONDS", for every N of
- * the table (1..16, 32, 64). */
+ * the table (1..16, 32, 64; 128 and 256 optional, extrapolated when absent); "# " comments. A
+ * file fixes the table (no online updates). */
 ar_status ar_sched_load_costs(ar_sched *s, const char *path);
 ar_status ar_sched_save_costs(const ar_sched *s, const char *path);
+/* The table as text with its measurement weights and compute shares (the cost cache's entries):
+ * lines "verify N SECONDS SEEN COMPUTE", "draft N SECONDS SEEN", "streamed 0|1". Parsing
+ * checks every value; on failure the table is left as it was. */
+int ar_cost_table_format(const ar_cost_table *t, char *buf, size_t cap);
+ar_status ar_cost_table_parse(const char *text, const char *name, ar_cost_table *out);
 
 #endif

@@ -28,9 +28,12 @@ static ar_status make_dirs(char *path) {
 ar_status ar_cache_dir(char *out, size_t cap) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int k;
-    if (xdg && *xdg == '/') k = snprintf(out, cap, "%s/arbor", xdg);
-    else if (home && *home) k = snprintf(out, cap, "%s/.cache/arbor", home);
-    else return ar_fail(AR_ERR_IO, "cache: neither XDG_CACHE_HOME (absolute) nor HOME is set");
+    if (xdg && *xdg == '/')
+        k = snprintf(out, cap, "%s/arbor", xdg);
+    else if (home && *home)
+        k = snprintf(out, cap, "%s/.cache/arbor", home);
+    else
+        return ar_fail(AR_ERR_IO, "cache: neither XDG_CACHE_HOME (absolute) nor HOME is set");
     if (k <= 0 || (size_t)k >= cap) return ar_fail(AR_ERR_IO, "cache: directory path too long");
     return make_dirs(out);
 }
@@ -53,8 +56,8 @@ ar_status ar_cache_path(const char *name, char *out, size_t cap) {
 ar_status ar_file_identity(const char *path, uint64_t *out) {
     struct stat st;
     if (stat(path, &st) != 0) return ar_fail(AR_ERR_IO, "%s: %s", path, strerror(errno));
-    const uint64_t f[6] = {(uint64_t)st.st_dev,         (uint64_t)st.st_ino,
-                           (uint64_t)st.st_size,        (uint64_t)st.st_mtim.tv_sec,
+    const uint64_t f[6] = {(uint64_t)st.st_dev,          (uint64_t)st.st_ino,
+                           (uint64_t)st.st_size,         (uint64_t)st.st_mtim.tv_sec,
                            (uint64_t)st.st_mtim.tv_nsec, (uint64_t)st.st_ctim.tv_sec};
     *out = XXH64(f, sizeof f, 0);
     return AR_OK;

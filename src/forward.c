@@ -7,6 +7,7 @@
 #include "matmul.h"
 #include "model.h"
 #include "quants.h"
+#include "stream.h"
 
 struct ar_workspace {
     int32_t max_batch, n_ctx;
@@ -22,7 +23,24 @@ struct ar_workspace {
     int n_thr;      /* per-thread attention buffers allocated for this many threads */
     float *scores;  /* [n_thr][group][n_ctx] attention scores */
     int32_t *cells; /* [n_thr][n_ctx] */
+    ar_stream *stream; /* weights under a memory budget (NULL: the mapping) */
+    uint8_t *embd_row; /* a raw embedding row read from the file */
 };
+
+uint64_t ar_workspace_bytes(const ar_model *m, int32_t max_batch, int32_t n_ctx, int n_threads) {
+    const ar_hparams *hp = &m->hp;
+    const uint64_t B = (uint64_t)max_batch, C = (uint64_t)n_ctx, T = (uint64_t)n_threads;
+    const uint64_t qd = (uint64_t)hp->n_head * hp->head_dim, kvd = (uint64_t)hp->n_head_kv * hp->head_dim;
+    const uint64_t wide = AR_MAX((uint64_t)hp->n_embd, qd);
+    const uint64_t group = (uint64_t)(hp->n_head / hp->n_head_kv);
+    uint64_t floats = B * ((uint64_t)hp->n_embd + wide + qd + 2 * kvd + 2 * (uint64_t)hp->n_ff +
+                           (uint64_t)hp->n_rot + 2);
+    floats += T * C * (group + 1); /* attention scores and cells per thread */
+    const uint64_t ints = C + B;
+    return floats * sizeof(float) + ints * sizeof(int32_t) +
+           ar_matmul_scratch_bytes(max_batch, (int64_t)AR_MAX(wide, (uint64_t)hp->n_ff)) +
+           m->tok_embd.nb1 + 64;
+}
 
 ar_status ar_workspace_create(const ar_model *m, int32_t max_batch, int32_t n_ctx,
                               ar_workspace **out) {
@@ -71,10 +89,22 @@ void ar_workspace_free(ar_workspace *w) {
     ar_aligned_free(w->rope_cs);
     ar_aligned_free(w->scores);
     ar_aligned_free(w->cells);
+    ar_aligned_free(w->embd_row);
     ar_matmul_scratch_free(w->mm);
     free(w->depth);
     free(w->rows_out);
     free(w);
+}
+
+ar_status ar_workspace_set_stream(ar_workspace *w, const ar_model *m, ar_stream *s) {
+    ar_aligned_free(w->embd_row);
+    w->embd_row = NULL;
+    w->stream = s;
+    if (s && !(w->embd_row = ar_aligned_alloc(ar_stream_embed_scratch_bytes(m)))) {
+        w->stream = NULL;
+        return ar_fail(AR_ERR_NOMEM, "workspace: out of memory");
+    }
+    return AR_OK;
 }
 
 /* Per-thread attention buffers: the visible cells of a row, and the scores of the `group` query
@@ -206,27 +236,49 @@ static void store_kv(ar_kv *kv, int layer, int32_t cell, const float *k, const f
 
 /* ---- the whole batch ---- */
 
-static void eval_rows(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *pool,
-                      const ar_batch *b, float *logits) {
+/* The weights of layer l / of the head for this pass: the mapping's, or the stream's (a resident
+ * copy, or a slot the reader filled; _end gives the slot back). */
+static ar_status layer_begin(const ar_model *m, ar_workspace *w, int l, const ar_layer **L) {
+    if (!w->stream) {
+        *L = &m->layers[l];
+        return AR_OK;
+    }
+    return ar_stream_layer_begin(w->stream, l, L);
+}
+static void layer_end(ar_workspace *w, int l) {
+    if (w->stream) ar_stream_layer_end(w->stream, l);
+}
+
+static ar_status embed(const ar_model *m, ar_workspace *w, int32_t token, float *out) {
+    if (w->stream) return ar_stream_embed(w->stream, token, w->embd_row, out);
+    const ar_type_traits *emb = ar_type_get(m->tok_embd.type);
+    emb->to_float((const uint8_t *)m->tok_embd.data + (size_t)token * m->tok_embd.nb1, out,
+                  m->hp.n_embd);
+    return AR_OK;
+}
+
+static ar_status eval_rows(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *pool,
+                           const ar_batch *b, float *logits) {
     const ar_hparams *hp = &m->hp;
     const int32_t first = b->first, n = b->n - b->first; /* n rows computed */
     const int E = hp->n_embd, hd = hp->head_dim;
     const int qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
     const int32_t base = kv->n_committed;
-    const ar_type_traits *emb = ar_type_get(m->tok_embd.type);
+    ar_status s;
 
     for (int32_t i = 0; i < n; i++) {
         int32_t row = first + i;
-        emb->to_float((const uint8_t *)m->tok_embd.data + (size_t)b->tokens[row] * m->tok_embd.nb1,
-                      w->x + (size_t)i * E, E);
+        if ((s = embed(m, w, b->tokens[row], w->x + (size_t)i * E)) != AR_OK) return s;
         rope_table(w->rope_cs + (size_t)i * (hp->n_rot + 2), hp->n_rot, base + w->depth[row],
                    hp->rope_base, hp->rope_freq_scale);
     }
 
+    ar_matmul_scratch_allow_blas(w->mm, b->prompt);
     attn_job aj = {.hp = hp, .kv = kv, .base = base, .parent = b->parent, .w = w,
                    .first = first, .n = b->n, .q = w->q, .out = w->xn};
     for (int l = 0; l < kv->n_layer; l++) {
-        const ar_layer *L = &m->layers[l];
+        const ar_layer *L;
+        if ((s = layer_begin(m, w, l, &L)) != AR_OK) return s;
         for (int32_t i = 0; i < n; i++)
             rmsnorm(w->xn + (size_t)i * E, w->x + (size_t)i * E, L->attn_norm, E, hp->rms_eps);
         const ar_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
@@ -253,16 +305,22 @@ static void eval_rows(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *po
         ar_matmul_set(w->mm, pool, gate_up, 2, w->xn, n, gate_up_out);
         swiglu(w->hg, w->hu, (size_t)n * hp->n_ff);
         ar_matmul_add(w->mm, pool, &L->w_down, w->hg, n, w->x); /* x += down · (silu(g) * u) */
+        layer_end(w, l);
     }
 
-    if (b->skip_logits) return;
+    /* the head: taken even when no logits are wanted, since a pass takes every unit */
+    const float *out_norm = m->output_norm;
+    const ar_tensor *out_w = &m->output;
+    if (w->stream && (s = ar_stream_head_begin(w->stream, &out_norm, &out_w)) != AR_OK) return s;
     int32_t n_out = 0; /* final norm of the wanted rows, packed */
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0; i < n && !b->skip_logits; i++) {
         if (b->logits && !b->logits[first + i]) continue;
-        rmsnorm(w->xn + (size_t)n_out * E, w->x + (size_t)i * E, m->output_norm, E, hp->rms_eps);
+        rmsnorm(w->xn + (size_t)n_out * E, w->x + (size_t)i * E, out_norm, E, hp->rms_eps);
         n_out++;
     }
-    if (n_out) ar_matmul(w->mm, pool, &m->output, w->xn, n_out, logits);
+    if (n_out) ar_matmul(w->mm, pool, out_w, w->xn, n_out, logits);
+    if (w->stream) ar_stream_head_end(w->stream);
+    return AR_OK;
 }
 
 ar_status ar_model_eval(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *pool,
@@ -292,6 +350,5 @@ ar_status ar_model_eval(const ar_model *m, ar_kv *kv, ar_workspace *w, ar_pool *
     ar_status s =
         ensure_thread_buffers(w, pool ? ar_pool_threads(pool) : 1, hp->n_head / hp->n_head_kv);
     if (s != AR_OK) return s;
-    eval_rows(m, kv, w, pool, b, logits);
-    return AR_OK;
+    return eval_rows(m, kv, w, pool, b, logits);
 }

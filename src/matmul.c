@@ -40,6 +40,7 @@ struct ar_matmul_scratch {
     int64_t max_in;
     uint8_t *xq;    /* [max_rows][row bytes] rounded activations */
     uint8_t *panel; /* packed panels of the rounded rows */
+    bool blas_ok;   /* prompt rows: sgemm may take batches above AR_BATCH_INVARIANT */
     int n_blas;     /* per-thread dequantization buffers allocated */
     float **blas;
 };
@@ -49,6 +50,12 @@ struct ar_matmul_scratch {
 static void *alloc_lazy(size_t bytes) {
     void *p = NULL;
     return posix_memalign(&p, AR_ALIGN, bytes ? bytes : AR_ALIGN) == 0 ? p : NULL;
+}
+
+uint64_t ar_matmul_scratch_bytes(int32_t max_rows, int64_t max_in) {
+    const uint64_t cols = ((uint64_t)max_rows + 15) / 16 * 16;
+    return (uint64_t)max_rows * (uint64_t)max_in * sizeof(float) + AR_ALIGN +
+           cols * ((uint64_t)max_in * sizeof(float) + AR_ALIGN);
 }
 
 ar_status ar_matmul_scratch_create(int32_t max_rows, int64_t max_in, ar_matmul_scratch **out) {
@@ -99,10 +106,12 @@ static void blas_mode_init(void) {
     if (e && (e[0] == '0' || e[0] == '1')) blas_mode = e[0] - '0';
 }
 
-static bool blas_wins(ar_type t, int32_t n) {
+void ar_matmul_scratch_allow_blas(ar_matmul_scratch *s, bool allow) { s->blas_ok = allow; }
+
+static bool blas_wins(const ar_matmul_scratch *s, ar_type t, int32_t n) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, blas_mode_init);
-    if (n <= AR_BATCH_INVARIANT || blas_mode == 0) return false;
+    if (!s->blas_ok || n <= AR_BATCH_INVARIANT || blas_mode == 0) return false;
     if (blas_mode == 1) return true;
     return t == AR_TYPE_F32 || t == AR_TYPE_F16 || t == AR_TYPE_BF16;
 }
@@ -297,7 +306,7 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
     const ar_type vdt = wt->vec_dot_type;
     mm_job j = {.count = count, .n = n, .add = add, .dot = wt->vec_dot_fast};
     for (int i = 0; i < count; i++) j.Ws[i] = Ws[i], j.ys[i] = ys[i];
-    if (blas_wins(W->type, n) && (size_t)n_in * sizeof(float) <= BLAS_PANEL_BYTES &&
+    if (blas_wins(s, W->type, n) && (size_t)n_in * sizeof(float) <= BLAS_PANEL_BYTES &&
         blas_buffers(s, pool ? ar_pool_threads(pool) : 1)) {
         j.x = x; /* OpenBLAS runs one thread inside each of ours: see ar_kernels_select */
         j.blas = s->blas;
@@ -344,7 +353,7 @@ void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
 
 void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *W, int count,
                    const float *x, int32_t n, float *const *y) {
-    bool together = count <= MM_MAX_SET && !blas_wins(W[0]->type, n);
+    bool together = count <= MM_MAX_SET && !blas_wins(s, W[0]->type, n);
     for (int i = 0; together && i < count; i++)
         together = W[i]->type == W[0]->type && W[i]->ne[0] == W[0]->ne[0] && kernel_for(W[i], n);
     if (together) {

@@ -13,7 +13,14 @@ typedef struct ar_matmul_scratch ar_matmul_scratch;
 
 /* Room for max_rows activation rows of up to max_in values. */
 ar_status ar_matmul_scratch_create(int32_t max_rows, int64_t max_in, ar_matmul_scratch **out);
+/* Bytes such a scratch holds at most (BLAS panels aside: prompts of float weights only). */
+uint64_t ar_matmul_scratch_bytes(int32_t max_rows, int64_t max_in);
 void ar_matmul_scratch_free(ar_matmul_scratch *s);
+
+/* Prompt rows need not be batch-invariant: with `allow`, batches above AR_BATCH_INVARIANT rows
+ * of float weights may go to OpenBLAS's sgemm (faster, rounding that depends on the batch).
+ * Off by default, and off for every token tree whatever its size. */
+void ar_matmul_scratch_allow_blas(ar_matmul_scratch *s, bool allow);
 
 /* y[j][r] = W[r] · x[j] for j < n, r < W->ne[1]; x is [n][W->ne[0]], y is [n][W->ne[1]]. */
 void ar_matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, const float *x, int32_t n,

@@ -5,6 +5,7 @@
 #include "matmul.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -14,6 +15,55 @@ const char *ar_arch_name(ar_arch a) { return a == AR_ARCH_QWEN2 ? "qwen2" : "lla
 
 ar_model_params ar_model_default_params(void) {
     return (ar_model_params){.vocab_only = false, .resident = false, .repack = false};
+}
+
+/* ---- the weight fields of a layer ---- */
+
+/* Every field of ar_layer is in one of these lists (checked below): code that walks a layer's
+ * weights (streaming, repacking) stays right when a field is added. */
+static const size_t layer_matrices[] = {
+    offsetof(ar_layer, wq),     offsetof(ar_layer, wk),   offsetof(ar_layer, wv),
+    offsetof(ar_layer, wo),     offsetof(ar_layer, w_gate), offsetof(ar_layer, w_up),
+    offsetof(ar_layer, w_down),
+};
+static const size_t layer_vectors[] = {
+    offsetof(ar_layer, attn_norm), offsetof(ar_layer, bq), offsetof(ar_layer, bk),
+    offsetof(ar_layer, bv),        offsetof(ar_layer, ffn_norm),
+};
+_Static_assert(sizeof(ar_layer) == sizeof layer_matrices / sizeof(size_t) * sizeof(ar_tensor) +
+                                       sizeof layer_vectors / sizeof(size_t) * sizeof(float *),
+               "a field of ar_layer is missing from layer_matrices / layer_vectors");
+
+static bool in_range(const void *p, const void *from, size_t len) {
+    return p && (uintptr_t)p >= (uintptr_t)from && (uintptr_t)p - (uintptr_t)from < len;
+}
+
+static const void *moved(const void *p, const void *from, const void *to) {
+    return (const uint8_t *)to + ((const uint8_t *)p - (const uint8_t *)from);
+}
+
+int ar_layer_rebase(ar_layer *L, const void *from, size_t len, const void *to) {
+    int n = 0;
+    for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++) {
+        ar_tensor *t = (ar_tensor *)((uint8_t *)L + layer_matrices[i]);
+        if (in_range(t->data, from, len)) t->data = moved(t->data, from, to), n++;
+    }
+    for (size_t i = 0; i < AR_ARRAY_LEN(layer_vectors); i++) {
+        const float **v = (const float **)((uint8_t *)L + layer_vectors[i]);
+        if (in_range(*v, from, len)) *v = moved(*v, from, to), n++;
+    }
+    return n;
+}
+
+bool ar_layer_points_into(const ar_layer *L, const void *from, size_t len) {
+    for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++)
+        if (in_range(((const ar_tensor *)((const uint8_t *)L + layer_matrices[i]))->data, from,
+                     len))
+            return true;
+    for (size_t i = 0; i < AR_ARRAY_LEN(layer_vectors); i++)
+        if (in_range(*(const float *const *)((const uint8_t *)L + layer_vectors[i]), from, len))
+            return true;
+    return false;
 }
 
 /* ---- hyperparameters ---- */
@@ -227,6 +277,18 @@ static ar_status load_tensors(ar_model *m) {
     return AR_OK;
 }
 
+uint64_t ar_model_pass_bytes(const ar_model *m, int32_t n_layers) {
+    if (n_layers <= 0 || n_layers > m->hp.n_layer) n_layers = m->hp.n_layer;
+    uint64_t total = (uint64_t)m->output.nb1 * (uint64_t)m->output.ne[1];
+    for (int32_t l = 0; l < n_layers; l++)
+        for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++) {
+            const ar_tensor *t = (const ar_tensor *)((const uint8_t *)&m->layers[l] +
+                                                     layer_matrices[i]);
+            total += (uint64_t)t->nb1 * (uint64_t)t->ne[1];
+        }
+    return total;
+}
+
 uint64_t ar_model_weight_bytes(const ar_model *m) {
     uint64_t total = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) total += m->gguf->tensors[i].nbytes;
@@ -249,13 +311,9 @@ static void make_resident(ar_model *m) {
 /* The matrices the forward pass multiplies by, for repacking. */
 static int model_matrices(ar_model *m, ar_tensor **out) {
     int n = 0;
-    for (int32_t l = 0; l < m->hp.n_layer; l++) {
-        ar_layer *L = &m->layers[l];
-        ar_tensor *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
-            if (out) out[n++] = w[i];
-            else n++;
-    }
+    for (int32_t l = 0; l < m->hp.n_layer; l++)
+        for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++, n++)
+            if (out) out[n] = (ar_tensor *)((uint8_t *)&m->layers[l] + layer_matrices[i]);
     if (out) out[n] = &m->output;
     return n + 1;
 }

@@ -7,8 +7,9 @@
  * n_committed + depth(i). Every row is computed by the same per-row code (matmul columns are
  * independent, activations are rounded per row, attention visits visible entries in position
  * order), so a token's logits and KV entries are bit-identical whether it is evaluated alone or
- * inside a batch of up to AR_BATCH_INVARIANT rows: that is what makes speculative output exactly
- * the verifier's own. */
+ * inside a batch of any size: that is what makes speculative output exactly the verifier's own.
+ * The one exception is asked for: prompt chunks (ar_batch.prompt) of more than
+ * AR_BATCH_INVARIANT rows may use BLAS for float weights. */
 #ifndef ARBOR_MODEL_H
 #define ARBOR_MODEL_H
 
@@ -17,8 +18,8 @@
 #include "threadpool.h"
 #include "vocab.h"
 
-/* Batches up to this size use only batch-invariant kernels (larger prompt batches may use
- * faster BLAS paths whose rounding depends on the batch). */
+/* Prompt chunks (ar_batch.prompt) above this size may use faster BLAS paths whose rounding
+ * depends on the batch; every other batch uses only batch-invariant kernels. */
 #define AR_BATCH_INVARIANT 64
 
 typedef enum ar_arch { AR_ARCH_LLAMA = 0, AR_ARCH_QWEN2 = 1 } ar_arch;
@@ -52,6 +53,13 @@ typedef struct ar_layer {
     ar_tensor w_down;                    /* n_ff -> n_embd */
 } ar_layer;
 
+/* Every weight pointer of a layer (the matrices' data and the vectors) that lies in
+ * [from, from + len) is moved to the same offset from `to`: a layer view over a copy of those
+ * bytes (weight streaming). Returns how many pointers moved. */
+int ar_layer_rebase(ar_layer *L, const void *from, size_t len, const void *to);
+/* Whether any weight pointer of the layer lies in [from, from + len). */
+bool ar_layer_points_into(const ar_layer *L, const void *from, size_t len);
+
 typedef struct ar_model {
     char *path;
     ar_gguf *gguf;
@@ -81,6 +89,9 @@ void ar_model_free(ar_model *m);
 const char *ar_arch_name(ar_arch a);
 /* Bytes of tensor data (the mapped weights). */
 uint64_t ar_model_weight_bytes(const ar_model *m);
+/* Bytes of the matrices a forward pass through the first n_layers layers (<= 0: all) and the
+ * head reads: what its memory-bound cost is proportional to. */
+uint64_t ar_model_pass_bytes(const ar_model *m, int32_t n_layers);
 
 /* ---- KV cache ---- */
 typedef struct ar_kv {
@@ -122,6 +133,8 @@ typedef struct ar_batch {
                               is how a drafter grows a tree one level per call. */
     const uint8_t *logits; /* [n] rows whose logits are wanted; NULL: all computed rows */
     bool skip_logits;      /* no logits at all (prompt rows before the last) */
+    bool prompt;           /* a prompt chunk: above AR_BATCH_INVARIANT rows the float formats
+                              may use BLAS (not bit-identical to row-by-row evaluation) */
 } ar_batch;
 
 typedef struct ar_workspace ar_workspace;
@@ -129,6 +142,12 @@ typedef struct ar_workspace ar_workspace;
 ar_status ar_workspace_create(const ar_model *m, int32_t max_batch, int32_t n_ctx,
                               ar_workspace **out);
 void ar_workspace_free(ar_workspace *w);
+/* Bytes a workspace holds at most (all of its buffers touched) for n_threads threads. */
+uint64_t ar_workspace_bytes(const ar_model *m, int32_t max_batch, int32_t n_ctx, int n_threads);
+/* Takes the weights from a stream (stream.h) instead of the mapping, from the next evaluation on
+ * (NULL: the mapping again). The stream must outlive its use. */
+struct ar_stream;
+ar_status ar_workspace_set_stream(ar_workspace *w, const ar_model *m, struct ar_stream *s);
 
 /* Evaluates rows [first, n) of the batch: writes their K/V at cells n_committed + i (not
  * committed: call ar_kv_commit), and the logits of the wanted rows, in row order, to `logits`

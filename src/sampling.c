@@ -101,6 +101,17 @@ int32_t ar_argmax(const float *x, int32_t n) {
     return best;
 }
 
+int32_t ar_argmax_finite(const float *x, int32_t n) {
+    if (n <= 0) return -1;
+    int32_t best = 0;
+    bool bad = false;
+    for (int32_t i = 0; i < n; i++) {
+        bad |= isnan(x[i]) || x[i] == INFINITY;
+        if (x[i] > x[best]) best = i;
+    }
+    return bad ? -1 : best;
+}
+
 int32_t ar_dist_sample(const ar_dist *d, ar_rng *rng) {
     if (d->n <= 0) return -1;
     double u = ar_rng_uniform(rng);

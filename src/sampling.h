@@ -39,12 +39,18 @@ typedef struct ar_dist {
     float *scratch; /* internal: n_vocab floats */
 } ar_dist;
 ar_status ar_dist_init(ar_dist *d, int32_t n_vocab);
+/* Bytes a distribution over n_vocab tokens holds. */
+static inline uint64_t ar_dist_bytes(int32_t n_vocab) {
+    return (uint64_t)n_vocab * (sizeof(int32_t) + 2 * sizeof(float));
+}
 void ar_dist_free(ar_dist *d);
 /* Probability of `id` in d (0 when absent). O(n). */
 float ar_dist_prob(const ar_dist *d, int32_t id);
 
 /* Index of the largest value, ties to the lowest index. */
 int32_t ar_argmax(const float *x, int32_t n);
+/* The same, or -1 when any value is NaN or +inf (logits a model should never produce). */
+int32_t ar_argmax_finite(const float *x, int32_t n);
 
 /* The distribution the verifier samples from given `logits` and the recent `history` (for the
  * repetition penalty): the transforms of `p` in llama.cpp's default order (penalties, top-k,

@@ -609,8 +609,8 @@ Test(bad_args, invalid_flag_values) {
     /* values checked once the models are known */
     static const char *const trees[][2] = {
         {"bogus", "expected chain:K"},     {"chain:0", "K in [1"},
-        {"chain:999999999999", "K in [1"}, {"static:64x64", "counts in [1"},
-        {"static:8x8", "more than the"},   {"static:4x", "counts in [1"},
+        {"chain:999999999999", "K in [1"}, {"static:300x2", "counts in [1"},
+        {"static:16x16", "more than the"}, {"static:4x", "counts in [1"},
         {"static:2x2y", "unexpected 'y'"}, {"dynamic:-3", "N in [1"},
     };
     for (size_t i = 0; i < AR_ARRAY_LEN(trees); i++)

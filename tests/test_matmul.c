@@ -4,7 +4,7 @@
  * realistic (quantizer-made) and hostile (random-byte) weights, with 1 and 2 threads, y = W·x and
  * y += W·x: each output must equal the reference vec_dot of its weight row and its rounded
  * activation row. That is the batch invariance of matmul: a column never depends on the others.
- * Batches above AR_BATCH_INVARIANT (64) may take sgemm instead: there each output must be the
+ * Prompt batches above AR_BATCH_INVARIANT (64) may take sgemm instead: there each output must be the
  * exact one or agree with a double-precision dot of the dequantized row and the unrounded
  * activations. Also: the vectorised activation rounding and fp16 rows equal the scalar code's
  * bytes for any input. */
@@ -112,7 +112,10 @@ static void check(ar_type t, int64_t k, int rows, int n, bool hostile, ar_pool *
     }
     ar_matmul_scratch *s;
     cr_assert_eq(ar_matmul_scratch_create(n, k, &s), AR_OK);
+    /* above AR_BATCH_INVARIANT rows: once as prompt rows (sgemm allowed), once as a tree */
+    for (int blas = 0; blas <= (dref != NULL); blas++)
     for (int add = 0; add <= 1; add++) {
+        ar_matmul_scratch_allow_blas(s, blas);
         for (int i = 0; i < rows * n; i++) y0[i] = y[i] = add ? rng_float() : NAN;
         if (add)
             ar_matmul_add(s, pool, &W, x, n, y);
@@ -124,7 +127,7 @@ static void check(ar_type t, int64_t k, int rows, int n, bool hostile, ar_pool *
                 tt->vec_dot(k, &ref, w + (size_t)r * rb, xq + (size_t)c * ab);
                 if (add) ref = y0[(size_t)c * rows + r] + ref;
                 const float got = y[(size_t)c * rows + r];
-                if (dref && !same(got, ref)) {
+                if (blas && !same(got, ref)) {
                     const size_t i = (size_t)c * rows + r;
                     const double want = dref[i] + (add ? y0[i] : 0.0);
                     /* hostile: the sum or its terms (tol = 1e-4 sum of |terms|) beyond float range */

@@ -23,7 +23,7 @@ static void generate(ar_engine *e, const int32_t *prompt, int32_t n_prompt, int 
     cr_assert_eq(ar_engine_prefill(e, prompt, n_prompt, &reused), AR_OK);
     int got = 0;
     while (got < n) {
-        int32_t step[AR_BATCH_INVARIANT + 1], k;
+        int32_t step[AR_TREE_MAX + 1], k;
         cr_assert_eq(ar_engine_step(e, step, n - got, &k), AR_OK, "%s", ar_last_error());
         for (int i = 0; i < k; i++) out[got++] = step[i];
     }

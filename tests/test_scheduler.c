@@ -190,7 +190,7 @@ Test(scheduler, cost_table_files) {
     }
     /* fixed costs ignore online observations */
     double v = b.costs.verify[0];
-    ar_sched_observe_verify(&b, 1, 5.0);
+    ar_sched_observe_verify(&b, 1, 5.0, 5.0);
     cr_assert_float_eq(b.costs.verify[0], v, 1e-15);
     /* bad files: a clear error naming the file and line */
     FILE *f = fopen(path, "w");

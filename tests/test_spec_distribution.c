@@ -98,6 +98,31 @@ static double critical(int dof) {
     return k * t * t * t;
 }
 
+/* Deliberately wrong (the engine's rule pointer is set to it): accept a drafted child whenever
+ * the verifier gives it any probability, which biases the output towards the drafter. */
+static ar_status broken_rule(const ar_tree *tree, ar_dist_source p_of, void *p_user,
+                             const ar_dist *const *q, ar_rng *rng, ar_accept_work *w,
+                             int32_t *path, ar_accept_result *res) {
+    (void)q, (void)w;
+    int32_t u = 0, k = 0;
+    const ar_dist *pu;
+    path[k++] = 0;
+    ar_status s = p_of(p_user, u, &pu);
+    for (int32_t c = tree->nodes[u].first_child; c >= 0 && s == AR_OK;) {
+        if (ar_dist_prob(pu, tree->nodes[c].token) > 0.0f) {
+            path[k++] = u = c;
+            s = p_of(p_user, u, &pu);
+            c = tree->nodes[u].first_child;
+        } else {
+            c = tree->nodes[c].next_sibling;
+        }
+    }
+    if (s != AR_OK) return s;
+    res->n_path = k;
+    res->bonus = ar_dist_sample(pu, rng);
+    return AR_OK;
+}
+
 static double run_mode(ar_model *t, ar_model *d, const char *tree, bool broken, const double *joint,
                        int *dof) {
     int32_t V = t->hp.n_vocab;
@@ -110,14 +135,14 @@ static double run_mode(ar_model *t, ar_model *d, const char *tree, bool broken, 
     ar_tree_spec spec;
     cr_assert_eq(ar_tree_spec_parse(tree, &spec), AR_OK);
     cr_assert_eq(ar_engine_set_drafter(e, dr, &spec), AR_OK);
-    e->spec->broken_acceptance = broken;
+    if (broken) e->spec->accept_sampled = broken_rule;
     int *counts = calloc((size_t)V * V, sizeof(int));
     int64_t accepted = 0;
     for (int r = 0; r < RUNS; r++) {
         ar_sampler_params sp = sampling();
         sp.seed = 1000 + (uint64_t)r;
         ar_engine_set_sampling(e, &sp);
-        int32_t reused, out[2 * AR_BATCH_INVARIANT], got = 0;
+        int32_t reused, out[2 * AR_TREE_MAX], got = 0;
         cr_assert_eq(ar_engine_prefill(e, prompt, N_PROMPT, &reused), AR_OK);
         while (got < 2) {
             int32_t k;

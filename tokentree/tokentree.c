@@ -23,13 +23,23 @@ typedef struct prune_work {
     int32_t *remap;
 } prune_work;
 
+static uint32_t slot_count(int32_t cap) {
+    uint32_t n_slots = 2;
+    while (n_slots < 2u * (uint32_t)cap) n_slots <<= 1; /* load factor <= 1/2 */
+    return n_slots;
+}
+
+uint64_t ar_tree_bytes(int32_t cap) {
+    return (uint64_t)cap * (sizeof(ar_tree_node) + 3 * sizeof(int32_t)) +
+           (uint64_t)slot_count(cap) * sizeof(int32_t);
+}
+
 ar_status ar_tree_init(ar_tree *t, int32_t cap) {
     memset(t, 0, sizeof *t);
     if (cap < 1 || cap > AR_TREE_MAX_CAP)
         return ar_fail(AR_ERR_INVALID_ARG, "ar_tree_init: budget %d out of range 1..%d", cap,
                        AR_TREE_MAX_CAP);
-    uint32_t n_slots = 2;
-    while (n_slots < 2u * (uint32_t)cap) n_slots <<= 1; /* load factor <= 1/2 */
+    const uint32_t n_slots = slot_count(cap);
     t->nodes = malloc((size_t)cap * sizeof *t->nodes);
     t->parents = malloc((size_t)cap * sizeof *t->parents);
     t->slots = malloc((size_t)n_slots * sizeof *t->slots);

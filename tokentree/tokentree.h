@@ -40,6 +40,9 @@ typedef struct ar_tree {
     void *work; /* internal: scratch for pruning */
 } ar_tree;
 
+/* The most nodes (root included) a drafted tree may have: what one verification evaluates. */
+#define AR_TREE_MAX 256
+
 /* Largest budget a tree accepts. */
 #define AR_TREE_MAX_CAP (1 << 20)
 
@@ -48,6 +51,8 @@ typedef struct ar_tree {
 #define AR_TREE_BAD_ARG (-2) /* parent out of range, negative token, p_draft not in [0, 1] */
 
 ar_status ar_tree_init(ar_tree *t, int32_t cap);
+/* Bytes a tree of this budget holds. */
+uint64_t ar_tree_bytes(int32_t cap);
 void ar_tree_free(ar_tree *t);
 /* Empties the tree down to a root holding `root_token`, without reallocating. */
 void ar_tree_reset(ar_tree *t, int32_t root_token);

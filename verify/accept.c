@@ -197,18 +197,21 @@ static ar_status verify_node(const ar_tree *t, int32_t u, const ar_dist *p, cons
     return st;
 }
 
-ar_status ar_accept_sampled(const ar_tree *t, const ar_dist *const *p, const ar_dist *const *q,
-                            ar_rng *rng, ar_accept_work *w, int32_t *path, ar_accept_result *res) {
+ar_status ar_accept_sampled_from(const ar_tree *t, ar_dist_source p_of, void *p_user,
+                                 const ar_dist *const *q, ar_rng *rng, ar_accept_work *w,
+                                 int32_t *path, ar_accept_result *res) {
     if (t->n < 1) return ar_fail(AR_ERR_INVALID_ARG, "accept: empty tree");
     int32_t u = 0, n = 0;
     path[n++] = 0;
     for (;;) {
         const ar_dist *qu = q ? q[u] : NULL;
-        ar_status st = check_dist(p[u], w->n_vocab, "verifier", u);
+        const ar_dist *pu = NULL;
+        ar_status st = p_of(p_user, u, &pu);
+        if (st == AR_OK) st = check_dist(pu, w->n_vocab, "verifier", u);
         if (st == AR_OK && qu) st = check_dist(qu, w->n_vocab, "drafter", u);
         if (st != AR_OK) return st;
         int32_t c, bonus = -1;
-        st = verify_node(t, u, p[u], qu, rng, w, &c, &bonus);
+        st = verify_node(t, u, pu, qu, rng, w, &c, &bonus);
         if (st != AR_OK) return st;
         if (c < 0) {
             res->n_path = n;
@@ -217,6 +220,16 @@ ar_status ar_accept_sampled(const ar_tree *t, const ar_dist *const *p, const ar_
         }
         path[n++] = u = c;
     }
+}
+
+static ar_status from_array(void *user, int32_t node, const ar_dist **out) {
+    *out = ((const ar_dist *const *)user)[node];
+    return AR_OK;
+}
+
+ar_status ar_accept_sampled(const ar_tree *t, const ar_dist *const *p, const ar_dist *const *q,
+                            ar_rng *rng, ar_accept_work *w, int32_t *path, ar_accept_result *res) {
+    return ar_accept_sampled_from(t, from_array, (void *)p, q, rng, w, path, res);
 }
 
 ar_status ar_accept_deterministic(const ar_tree *t, const ar_dist *const *p, ar_rng *rng,

@@ -57,6 +57,14 @@ void ar_accept_work_free(ar_accept_work *w);
 ar_status ar_accept_sampled(const ar_tree *t, const ar_dist *const *p, const ar_dist *const *q,
                             ar_rng *rng, ar_accept_work *w, int32_t *path, ar_accept_result *res);
 
+/* The same with the verifier's distributions computed on demand: p_of(p_user, i, &d) gives node
+ * i's, valid until the next call of p_of (the walk needs one node's at a time, and visits at
+ * most depth + 1 nodes, so a caller need not compute every node's). */
+typedef ar_status (*ar_dist_source)(void *user, int32_t node, const ar_dist **out);
+ar_status ar_accept_sampled_from(const ar_tree *t, ar_dist_source p_of, void *p_user,
+                                 const ar_dist *const *q, ar_rng *rng, ar_accept_work *w,
+                                 int32_t *path, ar_accept_result *res);
+
 /* The same with every node's children deterministic proposals (q == NULL). */
 ar_status ar_accept_deterministic(const ar_tree *t, const ar_dist *const *p, ar_rng *rng,
                                   ar_accept_work *w, int32_t *path, ar_accept_result *res);

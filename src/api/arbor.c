@@ -46,6 +46,7 @@ struct arbor_context {
     size_t piece_cap;
     arbor_trace_fn trace;
     void *trace_user;
+    uint64_t drafter_weights; /* a separate drafter's file, counted in a budget */
 };
 
 /* ---- process-wide: the log sink ---- */
@@ -232,7 +233,9 @@ arbor_context_params arbor_context_default_params(void) {
                                   .tree = NULL,
                                   .sched_costs = NULL,
                                   .trace = NULL,
-                                  .trace_user = NULL};
+                                  .trace_user = NULL,
+                                  .mem_budget = 0,
+                                  .cost_cache = true};
 }
 
 /* Refuses a KV cache larger than the machine's memory up front (allocating and zeroing it
@@ -264,6 +267,9 @@ static arbor_status check_context_params(const arbor_model *model, const arbor_c
                     MAX_THREADS);
     if (p->n_batch < 0)
         return FAIL(ARBOR_ERR_INVALID_ARG, "context: n_batch %d must be >= 0", p->n_batch);
+    if (p->draft_threads < 0 || p->draft_threads > MAX_THREADS)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "context: draft_threads %d out of range [0, %d]",
+                    p->draft_threads, MAX_THREADS);
     if (p->draft_kind < ARBOR_DRAFT_NONE || p->draft_kind > ARBOR_DRAFT_LOOKUP)
         return FAIL(ARBOR_ERR_INVALID_ARG, "context: unknown draft_kind %d", (int)p->draft_kind);
     if (p->draft_kind == ARBOR_DRAFT_MODEL) {
@@ -354,17 +360,15 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
     if (!c) return FAIL(ARBOR_ERR_NOMEM, "arbor_context_create: out of memory");
     c->model = model;
     atomic_init(&c->cancel, false);
-    if (params.draft_threads < 0 || params.draft_threads > 1024)
-        return (arbor_status)ar_fail(AR_ERR_INVALID_ARG,
-                                     "context: draft_threads %d out of range [0, 1024]",
-                                     params.draft_threads);
     ar_engine_params ep = {.n_ctx = params.n_ctx,
                            .n_threads = params.n_threads,
                            .n_batch = params.n_batch,
                            .kv_type = params.kv_f16 ? AR_TYPE_F16 : AR_TYPE_F32,
                            .pin = params.pin_threads,
                            .pipeline = params.pipeline,
-                           .draft_threads = params.draft_threads};
+                           .draft_threads = params.draft_threads,
+                           .mem_budget = params.mem_budget,
+                           .cost_cache = params.cost_cache};
     ar_status s = ar_engine_create(model->m, ep, &c->engine);
     if (s == AR_OK && params.pin_threads) {
         if (c->engine->pin_failed)
@@ -374,6 +378,10 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
             api_log(ARBOR_LOG_INFO, "placement: %s", c->engine->placement);
     }
     if (s == AR_OK && params.draft_kind != ARBOR_DRAFT_NONE) s = attach_drafter(c, &params, &spec);
+    if (s == AR_OK && params.mem_budget) {
+        c->drafter_weights = params.draft_kind == ARBOR_DRAFT_MODEL ? params.draft_model->m->gguf->size : 0;
+        s = ar_engine_apply_budget(c->engine, c->drafter_weights);
+    }
     if (s != AR_OK) {
         arbor_context_free(c);
         return (arbor_status)s;
@@ -392,6 +400,16 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
     if (e->kv->cap > model->m->hp.n_ctx_train)
         api_log(ARBOR_LOG_WARN, "context of %d tokens exceeds the %d the model was trained with",
                 e->kv->cap, model->m->hp.n_ctx_train);
+    if (e->stream) {
+        const ar_stream_plan *pl = ar_stream_get_plan(e->stream);
+        api_log(ARBOR_LOG_INFO,
+                "memory budget %.1f MiB: %d of %d layers%s resident (%.1f MiB), %.1f MiB read per "
+                "pass into %d buffers of %.1f MiB",
+                (double)params.mem_budget / 1048576.0, pl->n_resident_layers,
+                model->m->hp.n_layer, pl->head_resident ? " and the head" : "",
+                (double)pl->resident_bytes / 1048576.0, (double)pl->streamed_bytes / 1048576.0,
+                pl->n_slots, pl->n_slots ? (double)pl->slot_bytes / pl->n_slots / 1048576.0 : 0.0);
+    }
     *out = c;
     return ARBOR_OK;
 }
@@ -405,6 +423,36 @@ void arbor_context_free(arbor_context *ctx) {
 
 void arbor_context_reset(arbor_context *ctx) {
     if (ctx) ar_engine_reset(ctx->engine);
+}
+
+arbor_status arbor_context_get_memory(const arbor_context *ctx, arbor_memory_info *out) {
+    if (!ctx || !out) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_context_get_memory: NULL argument");
+    ar_engine *e = ctx->engine;
+    ar_engine_memory mem;
+    ar_engine_get_memory(e, ctx->drafter_weights, &mem);
+    *out = (arbor_memory_info){.budget = e->params.mem_budget,
+                               .verifier_resident = mem.weights,
+                               .resident_layers = ctx->model->m->hp.n_layer,
+                               .head_resident = true,
+                               .drafter_weights = mem.drafter_weights,
+                               .kv = mem.kv + (e->spec ? ar_drafter_kv_bytes(e->spec->drafter) : 0),
+                               .buffers = mem.buffers + mem.drafter -
+                                          (e->spec ? ar_drafter_kv_bytes(e->spec->drafter) : 0),
+                               .process = mem.process};
+    if (e->stream) {
+        const ar_stream_plan *pl = ar_stream_get_plan(e->stream);
+        ar_stream_stats st;
+        ar_stream_get_stats(e->stream, &st);
+        out->verifier_resident = pl->resident_bytes;
+        out->stream_buffers = pl->slot_bytes;
+        out->streamed_per_pass = pl->streamed_bytes;
+        out->resident_layers = pl->n_resident_layers;
+        out->head_resident = pl->head_resident;
+        out->bytes_streamed = st.bytes_read;
+        out->read_seconds = st.read_seconds;
+        out->wait_seconds = st.wait_seconds;
+    }
+    return ARBOR_OK;
 }
 
 arbor_status arbor_save_costs(arbor_context *ctx, const char *path) {
@@ -597,7 +645,7 @@ static ar_status decode(stream *st, int32_t *produced) {
     arbor_context *ctx = st->ctx;
     const arbor_generate_params *p = st->p;
     const ar_vocab *v = ctx->model->m->vocab;
-    int32_t out[AR_BATCH_INVARIANT + 1];
+    int32_t out[AR_TREE_MAX + 1];
     bool stop = p->n_predict == 0;
     while (!stop) {
         if (atomic_load(&ctx->cancel))
@@ -667,6 +715,8 @@ arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt
     if (s == AR_OK) flush(&sm);
     free(sm.tail);
     collect_stats(ctx, produced, ar_now() - t1);
+    ar_engine_end_generation(e);
+    for (const char *w; (w = ar_engine_take_warning(e));) api_log(ARBOR_LOG_WARN, "%s", w);
     return (arbor_status)s;
 }
 

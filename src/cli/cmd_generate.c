@@ -39,6 +39,11 @@ static void usage(FILE *f) {
           "  --no-pin             do not pin threads to cores (default: pinned by the hwloc plan)\n"
           "  --repack             keep the Q4_0 / Q8_0 matrices also repacked for the\n"
           "                       1..4-token kernels: faster, same output, ~2x the memory\n"
+          "  --mem-budget SIZE    hold at most SIZE of memory for both models, the caches and\n"
+          "                       buffers (e.g. 450M, 1.5G; K/M/G are powers of 1024, KB/MB/GB\n"
+          "                       of 1000): the verifier's weights that do not fit are read\n"
+          "                       from its file for every forward pass\n"
+          "  --no-cost-cache      adaptive: do not read or write the cost table cache\n"
           "  --stats              print statistics on stderr\n",
           f);
 }
@@ -219,6 +224,12 @@ int cmd_generate(int argc, char **argv) {
             NEED_VALUE();
             if (!cli_parse_i64(a, v, 1, 1024, &x)) return 2;
             cp.draft_threads = (int32_t)x;
+        } else if (!strcmp(a, "--mem-budget")) {
+            NEED_VALUE();
+            if (!cli_parse_size(a, v, 0, &cp.mem_budget)) return 2;
+            if (!cp.mem_budget) return cli_error(2, "generate: --mem-budget must be above 0");
+        } else if (!strcmp(a, "--no-cost-cache")) {
+            cp.cost_cache = false;
         } else if (!strcmp(a, "--stats")) {
             stats = true;
         } else {
@@ -296,6 +307,20 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "\narbor: prompt %d tokens (%d reused) in %.1f ms; generated %d tokens in %.1f ms (%.2f tokens/s)\n",
             st.n_prompt, st.n_prompt_reused, st.prompt_seconds * 1e3, st.n_generated,
             st.generate_seconds * 1e3, st.tokens_per_second);
+    arbor_memory_info mi;
+    if (stats && cp.mem_budget && arbor_context_get_memory(ctx, &mi) == ARBOR_OK)
+        fprintf(stderr,
+                "arbor: memory budget %.1f MiB: verifier %d layers%s resident (%.1f MiB), %.1f MiB "
+                "streamed per pass into %.1f MiB of buffers; drafter %.1f MiB, KV %.1f MiB, "
+                "buffers %.1f MiB; read %.1f MiB in %.2f s (%.2f GB/s), passes waited %.2f s\n",
+                (double)mi.budget / 1048576.0, mi.resident_layers,
+                mi.head_resident ? " + head" : "", (double)mi.verifier_resident / 1048576.0,
+                (double)mi.streamed_per_pass / 1048576.0, (double)mi.stream_buffers / 1048576.0,
+                (double)mi.drafter_weights / 1048576.0, (double)mi.kv / 1048576.0,
+                (double)mi.buffers / 1048576.0, (double)mi.bytes_streamed / 1048576.0,
+                mi.read_seconds,
+                mi.read_seconds > 0 ? (double)mi.bytes_streamed / mi.read_seconds / 1e9 : 0.0,
+                mi.wait_seconds);
     if (stats && st.n_verify > 0) {
         fprintf(stderr, "arbor: verifications %lld, drafted %lld, accepted %lld (%.2f per verification), draft %.1f ms, verify %.1f ms\n",
                 (long long)st.n_verify, (long long)st.n_drafted, (long long)st.n_accepted,

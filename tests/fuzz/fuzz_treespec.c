@@ -8,7 +8,7 @@
 #include "tests/fuzz/fuzz.h"
 
 static void fz_spec_check(const ar_tree_spec *s) {
-    FZ_CHECK(s->budget >= 1 && s->budget <= AR_BATCH_INVARIANT - 1);
+    FZ_CHECK(s->budget >= 1 && s->budget <= AR_TREE_MAX - 1);
     FZ_CHECK(s->n_levels >= 0 && s->n_levels <= AR_SPEC_MAX_LEVELS);
     if (s->mode == AR_TREE_CHAIN || s->mode == AR_TREE_STATIC) {
         int64_t level = 1, total = 0;
@@ -17,7 +17,7 @@ static void fz_spec_check(const ar_tree_spec *s) {
             FZ_CHECK(s->branch[i] >= 1);
             level *= s->branch[i];
             total += level;
-            FZ_CHECK(total <= AR_BATCH_INVARIANT - 1);
+            FZ_CHECK(total <= AR_TREE_MAX - 1);
         }
         FZ_CHECK(total == s->budget);
     }
