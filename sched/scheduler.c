@@ -114,10 +114,10 @@ static void blend(double *t, double *seen, int32_t n, double seconds) {
 void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds, double compute) {
     if (s->fixed_costs || !s->costs.valid || n < 1) return;
     ar_cost_table *c = &s->costs;
-    if (c->streamed) { /* the compute entry first: blend reads verify_seen before it moves */
-        const int i = size_index(n);
-        double seen = c->verify_seen[i];
-        blend(c->compute, &seen, n, fmin(compute, seconds));
+    if (c->streamed) { /* the compute entry first, weighted as the pass entry still is */
+        double seen[AR_COST_SIZES];
+        memcpy(seen, c->verify_seen, sizeof seen);
+        blend(c->compute, seen, n, fmin(compute, seconds));
     }
     blend(c->verify, c->verify_seen, n, seconds);
     estimate_all(c);

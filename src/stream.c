@@ -487,8 +487,18 @@ const ar_stream_plan *ar_stream_get_plan(const ar_stream *s) {
 /* ---- the forward pass ---- */
 
 /* Waits for the streamed unit `ui`, the next one the pass takes. */
+static ar_status failed(ar_stream *s) { /* with s->mu held; releases it */
+    const ar_status e = s->error;
+    char msg[sizeof s->errmsg];
+    memcpy(msg, s->errmsg, sizeof msg);
+    pthread_mutex_unlock(&s->mu);
+    return ar_fail(e, "%s", msg);
+}
+
 static ar_status take(ar_stream *s, int32_t ui, slot **out) {
     pthread_mutex_lock(&s->mu);
+    if (s->error != AR_OK && s->slots[s->use_seq % s->n_slots].state != SLOT_READY)
+        return failed(s); /* sticky: the passes after a failed read fail alike */
     if (s->order[s->use_seq % s->n_order] != ui) {
         const int32_t want = s->order[s->use_seq % s->n_order];
         pthread_mutex_unlock(&s->mu);
@@ -503,13 +513,7 @@ static ar_status take(ar_stream *s, int32_t ui, slot **out) {
             pthread_cond_wait(&s->cv_ready, &s->mu);
         s->stats.wait_seconds += ar_now() - t0;
     }
-    if (sl->state != SLOT_READY) { /* the reader failed before reaching it */
-        const ar_status e = s->error;
-        char msg[sizeof s->errmsg];
-        memcpy(msg, s->errmsg, sizeof msg);
-        pthread_mutex_unlock(&s->mu);
-        return ar_fail(e, "%s", msg);
-    }
+    if (sl->state != SLOT_READY) return failed(s); /* the reader failed before reaching it */
     pthread_mutex_unlock(&s->mu);
     *out = sl;
     return AR_OK;

@@ -26,6 +26,8 @@
 #include "arbor.h"
 #include "src/gguf.h"
 #include "util/gguf_build.h"
+#include "util/refs.h"
+#include "util/run_cli.h"
 
 #define MODELS        ARBOR_FIXTURES "/models/"
 #define STORIES       MODELS "stories260K-f32.gguf"
@@ -37,17 +39,7 @@
 
 /* ------------------------------------------------------------------ running the binary */
 
-typedef struct run_result {
-    int exit_code; /* -1 when killed by a signal */
-    int signal;
-    bool timed_out;
-    long max_rss_kb;
-    double seconds;
-    char out[1 << 16], err[1 << 14];
-    size_t n_out, n_err;
-} run_result;
-
-static run_result R; /* one at a time; large buffers stay off the stack */
+#define RUN(...) run_cli(RUN_TIMEOUT_S, (const char *const[]){__VA_ARGS__, NULL})
 
 static double now_s(void) {
     struct timespec ts;
@@ -55,78 +47,8 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void drain(int fd, char *buf, size_t cap, size_t *n, bool *open) {
-    char tmp[4096];
-    ssize_t k = read(fd, tmp, sizeof tmp);
-    if (k <= 0) {
-        *open = false;
-        return;
-    }
-    size_t take = AR_MIN((size_t)k, cap - 1 - *n);
-    memcpy(buf + *n, tmp, take);
-    *n += take;
-    buf[*n] = 0;
-}
-
-/* Runs ARBOR_CLI with argv (NULL-terminated, argv[0] excluded), stdin from /dev/null. */
-static run_result *run_argv(const char *const *args) {
-    const char *argv[64] = {ARBOR_CLI};
-    int argc = 1;
-    while (args[argc - 1]) {
-        cr_assert_lt(argc, 63);
-        argv[argc] = args[argc - 1];
-        argc++;
-    }
-    argv[argc] = NULL;
-    memset(&R, 0, sizeof R);
-    int po[2], pe[2];
-    cr_assert_eq(pipe(po), 0);
-    cr_assert_eq(pipe(pe), 0);
-    fflush(NULL);
-    double t0 = now_s();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDONLY);
-        dup2(dn, 0);
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        execv(ARBOR_CLI, (char *const *)argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    bool out_open = true, err_open = true;
-    while (out_open || err_open) {
-        struct pollfd fds[2] = {{.fd = out_open ? po[0] : -1, .events = POLLIN},
-                                {.fd = err_open ? pe[0] : -1, .events = POLLIN}};
-        int left_ms = (int)((t0 + RUN_TIMEOUT_S - now_s()) * 1000);
-        if (left_ms <= 0 || poll(fds, 2, left_ms) == 0) {
-            R.timed_out = true;
-            kill(pid, SIGKILL);
-            break;
-        }
-        if (fds[0].revents) drain(po[0], R.out, sizeof R.out, &R.n_out, &out_open);
-        if (fds[1].revents) drain(pe[0], R.err, sizeof R.err, &R.n_err, &err_open);
-    }
-    close(po[0]);
-    close(pe[0]);
-    int status;
-    struct rusage ru;
-    cr_assert_eq(wait4(pid, &status, 0, &ru), pid);
-    R.seconds = now_s() - t0;
-    R.max_rss_kb = ru.ru_maxrss;
-    R.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    R.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    return &R;
-}
-
-#define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
-
 static const char *describe(const run_result *r) {
-    static char d[sizeof R.err + 256];
+    static char d[sizeof ((run_result *)0)->err + 256];
     snprintf(d, sizeof d, "exit %d signal %d%s, %.2f s, %ld KB peak; stderr: [%s]", r->exit_code,
              r->signal, r->timed_out ? " (timed out)" : "", r->seconds, r->max_rss_kb, r->err);
     return d;
@@ -159,20 +81,6 @@ static void teardown_tmp(void) {
     gb_rmdir(tmpdir);
     free(tmpdir);
     tmpdir = NULL;
-}
-
-static uint8_t *read_whole(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    uint8_t *d = malloc((size_t)n + 1);
-    cr_assert(d);
-    cr_assert_eq(fread(d, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return d;
 }
 
 /* Field boundaries of a GGUF file, found by walking it (the layout of ggml docs/gguf.md), and

@@ -23,6 +23,7 @@
 
 #include "src/gguf.h"
 #include "util/gguf_build.h"
+#include "util/refs.h"
 
 #define MODELS ARBOR_FIXTURES "/models/"
 #define VOCABS ARBOR_FIXTURES "/tokenizer/"
@@ -45,21 +46,6 @@ static char *path_in(const char *dir, const char *name) {
     cr_assert(p);
     snprintf(p, n, "%s/%s", dir, name);
     return p;
-}
-
-static uint8_t *read_whole(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s: %s", path, strerror(errno));
-    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    cr_assert_geq(n, 0);
-    rewind(f);
-    uint8_t *d = malloc((size_t)n + 1);
-    cr_assert(d);
-    cr_assert_eq(fread(d, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return d;
 }
 
 static ar_gguf *open_ok(const char *path) {
