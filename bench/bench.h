@@ -86,6 +86,30 @@ void bj_null(bench_json *j, const char *key);
 void bj_machine(bench_json *j, const bench_machine *m);
 void bj_model(bench_json *j, const bench_model_desc *d);
 
+/* ---- memory budgets (bench_budget.c), for `bench spec --mem-budget` ---- */
+typedef struct bench_budget_opts {
+    const char *target;
+    const char *const *modes;    /* [n_runs] as `--modes` spells them; modes[0] is plain */
+    const char *const *drafters; /* [n_runs] the -md value of each, NULL for plain */
+    int n_runs;
+    const uint64_t *budgets;
+    int n_budgets;
+    const char *const *prompts;
+    int n_prompts;
+    int32_t n_predict, threads, reps, n_ctx;
+    float temp;
+    uint64_t seed;
+    bool cgroup;      /* each run in a cgroup-v1 memory group limited to the budget */
+    uint64_t read_bps; /* with cgroup: reads throttled to this many bytes per second (0: not) */
+    bool drop_caches; /* drop the page cache before each run */
+    const char *json, *csv, *plot;
+} bench_budget_opts;
+int bench_budget_sweep(const bench_budget_opts *o, const bench_machine *m);
+/* A `--modes` entry onto context parameters (bench_spec.c): sets cp->tree (pointing into tree)
+ * and the options after '+'; false with a message for an unknown option. */
+struct arbor_context_params;
+bool bench_mode_apply(const char *mode, char tree[64], struct arbor_context_params *cp);
+
 /* ---- the batch cost curve (bench_decode.c), shared with `bench spec --plot` ---- */
 #define BENCH_BATCH_SIZES 7
 extern const int32_t bench_batch_sizes[BENCH_BATCH_SIZES]; /* 1, 2, 4, ..., 64 */

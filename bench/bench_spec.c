@@ -89,6 +89,9 @@ typedef struct opts {
     uint64_t seed;
     const char *json, *csv, *plot, *vocab;
     bool default_pair;
+    const char *budget_list; /* --mem-budget */
+    bool cgroup, no_drop;
+    uint64_t read_bps;
 } opts;
 
 static void usage(FILE *f) {
@@ -114,7 +117,14 @@ static void usage(FILE *f) {
         "  --json FILE          write every figure as JSON\n"
         "  --csv FILE           one row per run\n"
         "  --plot FILE.png      speedup against tree budget and the batch cost curve (gnuplot)\n"
-        "  --vocab FILE         tokenizer for synthesizing the default pair\n",
+        "  --vocab FILE         tokenizer for synthesizing the default pair\n"
+        "  --mem-budget LIST    ','-separated memory budgets (450M, 1.5G, or a percentage of\n"
+        "                       the verifier's file: 25%,50%,75%,100%): every mode at every\n"
+        "                       budget, each run a fresh process with the page cache dropped\n"
+        "  --cgroup             with --mem-budget: each run inside a cgroup-v1 memory group\n"
+        "                       limited to its budget (root)\n"
+        "  --read-bps RATE      with --cgroup: throttle reads to RATE bytes/s (e.g. 800MB)\n"
+        "  --no-drop-caches     with --mem-budget: keep the page cache between runs\n",
         f);
 }
 
@@ -157,7 +167,7 @@ static int mode_budget(const char *tree) {
 /* A mode is a tree (or plain) and options after '+': pipeline, pin, nopin (the default:
  * threads are not pinned, as in a library's default context). Sets cp's tree (pointing into
  * `tree`) and options; false with a message for an unknown option. */
-static bool mode_apply(const char *mode, char tree[64], arbor_context_params *cp) {
+bool bench_mode_apply(const char *mode, char tree[64], arbor_context_params *cp) {
     const size_t len = strcspn(mode, "+");
     snprintf(tree, 64, "%.*s", (int)len, mode);
     cp->tree = tree;
@@ -254,7 +264,7 @@ static int open_entry(const arbor_model *target, const opts *o, run_entry *e) {
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->threads;
     char tree[64];
-    if (!mode_apply(e->mode, tree, &cp)) return -1;
+    if (!bench_mode_apply(e->mode, tree, &cp)) return -1;
     if (!e->drafter) cp.tree = NULL;
     const uint64_t before = bench_rss_current();
     bench_rss_reset_peak();
@@ -618,6 +628,51 @@ static bool write_plot(const char *png, const run_entry *runs, int n_runs, const
 
 /* ---- the command ---- */
 
+/* --mem-budget LIST: every run a process of its own (bench_budget.c). */
+static int budget_sweep(const opts *o, arbor_model *target, const run_entry *runs, int n_runs,
+                        const bench_machine *m) {
+    arbor_model_info info;
+    arbor_model_get_info(target, &info);
+    uint64_t budgets[32];
+    int n_budgets = 0;
+    char list[1024];
+    snprintf(list, sizeof list, "%s", o->budget_list);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (n_budgets == (int)AR_ARRAY_LEN(budgets))
+            return cli_error(2, "bench: at most %d budgets", (int)AR_ARRAY_LEN(budgets));
+        if (!cli_parse_size("--mem-budget", tok, info.file_bytes, &budgets[n_budgets]))
+            return 2;
+        if (!budgets[n_budgets]) return cli_error(2, "bench: a budget must be above 0");
+        n_budgets++;
+    }
+    if (!n_budgets) return cli_error(2, "bench: --mem-budget needs at least one budget");
+    if (o->read_bps && !o->cgroup) return cli_error(2, "bench: --read-bps needs --cgroup");
+    const char *modes[MAX_RUNS], *drafters[MAX_RUNS];
+    for (int i = 0; i < n_runs; i++) modes[i] = runs[i].mode, drafters[i] = runs[i].drafter;
+    bench_budget_opts bo = {.target = o->target,
+                            .modes = modes,
+                            .drafters = drafters,
+                            .n_runs = n_runs,
+                            .budgets = budgets,
+                            .n_budgets = n_budgets,
+                            .prompts = o->prompts,
+                            .n_prompts = o->n_prompts,
+                            .n_predict = o->n_predict,
+                            .threads = o->threads,
+                            .reps = o->reps,
+                            .n_ctx = o->n_ctx,
+                            .temp = o->temp,
+                            .seed = o->seed,
+                            .cgroup = o->cgroup,
+                            .read_bps = o->read_bps,
+                            .drop_caches = !o->no_drop,
+                            .json = o->json,
+                            .csv = o->csv,
+                            .plot = o->plot};
+    return bench_budget_sweep(&bo, m);
+}
+
 static int parse_args(int argc, char **argv, opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -689,6 +744,17 @@ static int parse_args(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--vocab")) {
             NEED_VALUE();
             o->vocab = v;
+        } else if (!strcmp(a, "--mem-budget")) {
+            NEED_VALUE();
+            o->budget_list = v;
+        } else if (!strcmp(a, "--cgroup")) {
+            o->cgroup = true;
+        } else if (!strcmp(a, "--no-drop-caches")) {
+            o->no_drop = true;
+        } else if (!strcmp(a, "--read-bps")) {
+            NEED_VALUE();
+            if (!cli_parse_size(a, v, 0, &o->read_bps) || !o->read_bps)
+                return cli_error(2, "bench: --read-bps needs a positive rate");
         } else {
             return cli_error(2, "bench: unknown flag '%s' (see arbor bench --help)", a);
         }
@@ -746,7 +812,7 @@ int bench_spec(int argc, char **argv) {
         if (!strcmp(o.modes[m], "plain")) continue;
         char tree[64];
         arbor_context_params check = arbor_context_default_params();
-        if (!mode_apply(o.modes[m], tree, &check)) goto done;
+        if (!bench_mode_apply(o.modes[m], tree, &check)) goto done;
         int budget = mode_budget(tree);
         if (budget == -2) {
             cli_error(2, "bench: %s", ar_last_error());
@@ -798,6 +864,10 @@ int bench_spec(int argc, char **argv) {
         max_prompt = AR_MAX(max_prompt, n);
     }
     if (o.n_ctx == 0) o.n_ctx = max_prompt + o.n_predict + 72; /* + a whole tree past the end */
+    if (o.budget_list) {
+        rc = budget_sweep(&o, target, runs, n_runs, &machine);
+        goto done;
+    }
 
     /* The verifier's resident weights: what every mode needs. A plain context is created and
      * warmed up once and freed, so its pages are in; its own buffers go back to the system. */

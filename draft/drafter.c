@@ -195,6 +195,15 @@ static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
     return AR_OK;
 }
 
+/* Logits a model should never produce: one clear error, whatever uses them. */
+static ar_status check_logits(const ar_drafter *d, const float *logits) {
+    if (ar_argmax_finite(logits, d->m->hp.n_vocab) >= 0) return AR_OK;
+    return ar_fail(AR_ERR_FORMAT,
+                   "%s: the drafter's logits hold NaN or +inf: its weights overflow (a corrupt or "
+                   "out-of-range model file)",
+                   d->m->path);
+}
+
 ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t n, int32_t *next) {
     *next = -1;
     if (d->kind != AR_DRAFTER_MODEL || n < 1) return AR_OK;
@@ -203,12 +212,14 @@ ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t 
     ar_status s = sync_and_eval_root(d, &req, &logits);
     if (s != AR_OK) return s;
     d->n_evaluated = 0; /* the evaluated row is not a tree node anyone will commit */
-    *next = ar_argmax(logits, d->m->hp.n_vocab);
-    return AR_OK;
+    *next = ar_argmax_finite(logits, d->m->hp.n_vocab);
+    return *next >= 0 ? AR_OK : check_logits(d, logits);
 }
 
 /* The drafter's plain distribution (softmax, temperature 1) of one logits row, for scoring. */
 static ar_status plain_probs(ar_drafter *d, const float *logits) {
+    ar_status s = check_logits(d, logits);
+    if (s != AR_OK) return s;
     ar_sampler_params sp = ar_sampler_default_params();
     sp.temp = 1.0f;
     sp.top_k = DYNAMIC_TOPK;
@@ -235,7 +246,7 @@ static ar_status add_children(ar_drafter *d, const ar_draft_request *req, ar_tre
     ar_status s;
     if (req->sample) {
         ar_dist *qd = NULL;
-        if ((s = node_dist(d, node, &qd)) != AR_OK) return s;
+        if ((s = check_logits(d, lg)) != AR_OK || (s = node_dist(d, node, &qd)) != AR_OK) return s;
         if ((s = ar_sampler_dist(req->sampling, lg, d->m->hp.n_vocab, NULL, 0, qd)) != AR_OK)
             return s;
         q[node] = qd;

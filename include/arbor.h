@@ -269,6 +269,18 @@ ARBOR_API arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_tok
  * affected. Safe from any thread, and from a signal handler (one lock-free atomic store). */
 ARBOR_API void arbor_cancel(arbor_context *ctx);
 
+/* Why the last generation ended. */
+typedef enum arbor_stop_reason {
+    ARBOR_STOP_NONE = 0,  /* no generation has ended (none ran, or steps driven by the caller) */
+    ARBOR_STOP_LENGTH,    /* n_predict tokens were generated */
+    ARBOR_STOP_EOG,       /* an end-of-generation token (not with ignore_eos) */
+    ARBOR_STOP_STRING,    /* a stop string was completed */
+    ARBOR_STOP_CALLBACK,  /* the token callback returned false */
+    ARBOR_STOP_CONTEXT,   /* the context is full */
+    ARBOR_STOP_CANCELLED, /* arbor_cancel */
+    ARBOR_STOP_ERROR,     /* a failure (the call's status says which) */
+} arbor_stop_reason;
+
 #define ARBOR_MAX_DEPTH_STATS 32
 typedef struct arbor_stats {
     int32_t n_prompt;          /* prompt tokens */
@@ -288,10 +300,35 @@ typedef struct arbor_stats {
     int64_t n_plain_steps;     /* steps decoded without speculation */
     int64_t n_pipelined;       /* verifications of a tree drafted during the previous one */
     bool stopped_by_context;   /* generation ended because the context was full */
+    arbor_stop_reason stop_reason;
 } arbor_stats;
 /* Statistics of the last arbor_generate(_tokens) on ctx (also after a failure or cancellation:
- * the figures up to that point). */
+ * the figures up to that point), or of the steps since the last arbor_prefill. */
 ARBOR_API arbor_status arbor_get_stats(const arbor_context *ctx, arbor_stats *out);
+
+/* ---- step by step: the caller's own decoding loop ----
+ * arbor_generate is this loop with detokenization, stop conditions and statistics around it. A
+ * caller that needs another loop (its own stopping rule, constrained choices, a server
+ * multiplexing requests) drives the same engine: set the sampling, prefill a prompt, then step.
+ * Every step is one plain or speculative decoding step, so it emits one token or several; the
+ * output is the same as arbor_generate's for the same settings. */
+#define ARBOR_MAX_STEP_TOKENS 257 /* the most tokens one step emits (a tree's path and a bonus) */
+/* The sampling of the following steps (also reseeds their random streams). */
+ARBOR_API arbor_status arbor_set_sampling(arbor_context *ctx, const arbor_sampling_params *params);
+/* Evaluates prompt[0 .. n_prompt - 1) (reusing the longest prefix the context already holds) and
+ * makes prompt[n_prompt - 1] the token the next step starts from. Resets the statistics. */
+ARBOR_API arbor_status arbor_prefill(arbor_context *ctx, const arbor_token *prompt,
+                                     int32_t n_prompt);
+/* One decoding step after arbor_prefill (or an earlier step): writes the tokens it generated to
+ * out (room for cap >= 1; a step never writes more than cap, and at most ARBOR_MAX_STEP_TOKENS)
+ * and returns their count, or a negative arbor_status: ARBOR_ERR_CONTEXT_FULL when the context
+ * has no room for another token, ARBOR_ERR_CANCELLED after arbor_cancel. End-of-generation
+ * tokens are returned like any other: stopping is the caller's choice. */
+ARBOR_API int32_t arbor_step(arbor_context *ctx, arbor_token *out, int32_t cap);
+/* The verifier's raw logits (n_vocab values, before the sampling transforms) from which the
+ * last token the last step returned was chosen; NULL before any step. Valid until the next
+ * call on ctx. */
+ARBOR_API const float *arbor_step_logits(const arbor_context *ctx);
 
 #ifdef __cplusplus
 }

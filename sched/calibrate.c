@@ -4,9 +4,9 @@
  *            that run left it, refined online from there (a stale or corrupt entry is ignored
  *            with a warning);
  *   start    else the first step is a plain one (a real token, not an extra pass), and its
- *            timing starts the table: the drafter's single row estimated from its share of the
- *            weights the verifier reads, larger batches from a per-row slope, each entry
- *            replaced by measurements as trees of that size are verified and drafted;
+ *            timing starts the table with two single-row drafter batches (a few percent of a
+ *            verifier pass for a drafter worth having); larger batches follow a per-row slope,
+ *            each entry replaced by measurements as trees of that size are verified and drafted;
  *   measure  timing every size of the table now (arbor_save_costs on a context that has no
  *            table yet: a fixed table for reproducible runs).
  * Every speculative step refines the table (scheduler.c); the context writes it back to the
@@ -31,9 +31,20 @@ void ar_costs_start(ar_engine *e, double seconds, double compute) {
     const ar_model *dm = ar_drafter_model(sp->drafter);
     double draft1 = 1e-6; /* prompt lookup: no model */
     if (dm) {
+        /* a single-row drafter batch, timed (two, the faster: the first may fault pages in);
+         * else estimated from the drafter's share of the weights a pass reads */
+        double best = 1e30;
+        for (int rep = 0; rep < 2; rep++) {
+            double t;
+            if (ar_drafter_time_batch(sp->drafter, 1, &t) != AR_OK) {
+                ar_clear_error();
+                break;
+            }
+            best = fmin(best, t);
+        }
         const uint64_t vb = ar_model_pass_bytes(e->model, 0);
         const uint64_t db = ar_model_pass_bytes(dm, ar_drafter_layers(sp->drafter));
-        draft1 = vb ? compute * (double)db / (double)vb : compute;
+        draft1 = best < 1e30 ? best : vb ? compute * (double)db / (double)vb : compute;
     }
     ar_sched_set_prior(&sp->sched, seconds, compute, draft1, e->stream != NULL);
 }

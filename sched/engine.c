@@ -105,6 +105,7 @@ ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **ou
     }
     e->sampling = ar_sampler_default_params();
     ar_rng_seed(&e->rng, e->sampling.seed);
+    e->last_row = -1;
     free(plan);
     ar_topo_free(topo);
     *out = e;
@@ -233,6 +234,7 @@ void ar_engine_reset(ar_engine *e) {
     if (e->spec) ar_drafter_reset(e->spec->drafter);
     e->n_tokens = 0;
     e->has_pending = false;
+    e->last_row = -1;
 }
 
 ar_status ar_engine_prefill(ar_engine *e, const int32_t *prompt, int32_t n, int32_t *n_reused) {
@@ -263,6 +265,7 @@ ar_status ar_engine_prefill(ar_engine *e, const int32_t *prompt, int32_t n, int3
     memcpy(e->tokens, prompt, (size_t)n * sizeof(int32_t));
     e->n_tokens = n;
     e->has_pending = true;
+    e->last_row = -1;
     if (e->spec) {
         e->spec->warm = false;        /* the drafter's catch-up is not a step's cost */
         e->spec->ahead_valid = false; /* drafted ahead for the context the prompt replaces */
@@ -310,6 +313,7 @@ static ar_status plain_step(ar_engine *e, int32_t *out, int32_t *n_out) {
     int32_t t = -1;
     if ((s = sample(e, e->logits, &t)) != AR_OK) return s;
     e->tokens[e->n_tokens++] = t;
+    e->last_row = 0;
     e->stats.n_plain_steps++;
     if (e->spec) e->spec->ahead_valid = false; /* drafted from a context this step changed */
     out[0] = t;

@@ -61,6 +61,7 @@ typedef struct ar_engine {
     int32_t n_tokens;  /* committed + pending */
     bool has_pending;
     float *logits;     /* [tree_rows][n_vocab] */
+    int32_t last_row;  /* the row of logits the last emitted token was chosen from (-1: none) */
     int32_t ws_rows;   /* rows the workspace evaluates in one call */
     int32_t tree_rows; /* the largest verification (<= ws_rows, AR_TREE_MAX) */
     ar_sampler_params sampling;

@@ -311,6 +311,7 @@ static void phase_commit(step *st, int32_t *out, int32_t cap, int32_t *n_out) {
         e->tokens[st->base + j] = tree->nodes[sp->path[j]].token;
     e->tokens[st->base + res->n_path] = res->bonus;
     e->n_tokens = st->base + res->n_path + 1;
+    e->last_row = sp->path[res->n_path - 1]; /* the bonus came from the last accepted node */
     int32_t k = 0;
     for (int32_t j = 1; j < res->n_path; j++) out[k++] = tree->nodes[sp->path[j]].token;
     out[k++] = res->bonus;

@@ -968,3 +968,91 @@ Test(log, the_library_prints_nothing, .init = redirect_all, .timeout = 60) {
     cr_expect_stdout_eq_str("");
     cr_expect_stderr_eq_str("");
 }
+
+/* ---- the step-level API ---- */
+
+/* A caller's own loop (prefill, then steps) gives arbor_generate's tokens, plain and
+ * speculative; the logits it may read are those the last token was chosen from. */
+Test(steps, own_loop_equals_generate, .timeout = 120) {
+    arbor_model *m = load("stories260K-f32.gguf");
+    for (int spec = 0; spec < 2; spec++) {
+        arbor_context_params cp = base_params();
+        if (spec) {
+            cp.draft_kind = ARBOR_DRAFT_SELF;
+            cp.draft_self_layers = 3;
+            cp.tree = "dynamic:12";
+        }
+        arbor_context *c = context(m, cp);
+        arbor_generate_params gp = greedy(48);
+        gp.ignore_eos = true;
+        output want = generate(c, "Once upon a time", &gp);
+        cr_assert_eq(want.n_ids, 48);
+        arbor_context_reset(c);
+        cr_assert_eq(arbor_step_logits(c), NULL, "no logits before a step");
+        arbor_token prompt[64];
+        const int32_t n_prompt = arbor_tokenize(m, "Once upon a time", 16, true, true, prompt, 64);
+        cr_assert_gt(n_prompt, 0);
+        cr_assert_eq(arbor_set_sampling(c, &gp.sampling), ARBOR_OK);
+        cr_assert_eq(arbor_prefill(c, prompt, n_prompt), ARBOR_OK, "%s", arbor_last_error());
+        arbor_token got[64];
+        int n = 0, steps = 0;
+        while (n < 48) {
+            arbor_token out[ARBOR_MAX_STEP_TOKENS];
+            const int32_t k = arbor_step(c, out, MIN(48 - n, ARBOR_MAX_STEP_TOKENS));
+            cr_assert_gt(k, 0, "%s", arbor_last_error());
+            memcpy(got + n, out, (size_t)k * sizeof *out);
+            n += k;
+            steps++;
+            /* greedy: the last token is the argmax of the logits it came from */
+            const float *lg = arbor_step_logits(c);
+            cr_assert(lg);
+            int best = 0;
+            for (int i = 1; i < 512; i++)
+                if (lg[i] > lg[best]) best = i;
+            cr_expect_eq(best, out[k - 1], "step %d: argmax %d, token %d", steps, best,
+                         out[k - 1]);
+        }
+        cr_assert_eq(n, 48);
+        for (int i = 0; i < 48; i++)
+            cr_expect_eq(got[i], want.ids[i], "spec %d, token %d: %d, generate gave %d", spec, i,
+                         got[i], want.ids[i]);
+        if (spec) cr_expect_lt(steps, 48, "speculative steps emit several tokens");
+        arbor_stats st = stats_of(c);
+        cr_expect_eq(st.n_generated, 48);
+        cr_expect_eq(st.stop_reason, ARBOR_STOP_NONE);
+        output_free(&want);
+        arbor_context_free(c);
+    }
+    EXPECT_FAIL(arbor_step(NULL, NULL, 1), ARBOR_ERR_INVALID_ARG, "ctx");
+    arbor_model_free(m);
+}
+
+Test(steps, stop_reasons, .timeout = 60) {
+    arbor_model *m = load("stories260K-f32.gguf");
+    arbor_context_params cp = base_params();
+    cp.n_ctx = 24;
+    arbor_context *c = context(m, cp);
+    arbor_generate_params gp = greedy(6);
+    output o = generate(c, "Once upon a time", &gp);
+    cr_expect_eq(stats_of(c).stop_reason, ARBOR_STOP_LENGTH);
+    output_free(&o);
+    gp.n_predict = 100;
+    gp.ignore_eos = true;
+    o = generate(c, "Once upon a time", &gp);
+    cr_expect_eq(stats_of(c).stop_reason, ARBOR_STOP_CONTEXT);
+    cr_expect(stats_of(c).stopped_by_context);
+    output_free(&o);
+    gp.n_predict = 10;
+    o = (output){.stop_after = 3};
+    cr_assert_eq(arbor_generate(c, "Once upon a time", &gp, collect, &o), ARBOR_OK);
+    cr_expect_eq(stats_of(c).stop_reason, ARBOR_STOP_CALLBACK);
+    output_free(&o);
+    const char *stop[1] = {","};
+    gp.stop = stop;
+    gp.n_stop = 1;
+    o = generate(c, "Once upon a time", &gp); /* ", there was ..." */
+    cr_expect_eq(stats_of(c).stop_reason, ARBOR_STOP_STRING, "%s", o.text);
+    output_free(&o);
+    arbor_context_free(c);
+    arbor_model_free(m);
+}

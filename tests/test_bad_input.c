@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -174,17 +175,24 @@ typedef struct model_edit {
     int64_t ne[2];
     uint32_t alignment;   /* general.alignment to write (0: the original's) */
     const char *name_pad; /* a general.name of this length shifts the data section */
+    const char *nan_tensor; /* an F32 tensor whose values become NaN */
+    uint64_t nan_index;   /* (set by edited_copy) its index in the copy */
 } model_edit;
 
-static ar_status fill_zero(void *user, uint64_t index, void *dst, uint64_t size) {
+/* Tensors added without data: zeros, or NaN for the edit's nan_tensor. */
+static ar_status fill_edit(void *user, uint64_t index, void *dst, uint64_t size) {
+    const model_edit *e = user;
     memset(dst, 0, size);
+    if (e->nan_tensor && index == e->nan_index)
+        for (uint64_t i = 0; i + 4 <= size; i += 4) memcpy((uint8_t *)dst + i, &(float){NAN}, 4);
     return AR_OK;
 }
 
-static char *edited_copy(const char *src_path, const char *name, const model_edit *e) {
+static char *edited_copy(const char *src_path, const char *name, model_edit *e) {
     ar_gguf *src = NULL;
     cr_assert_eq(ar_gguf_open(src_path, &src), AR_OK, "%s", ar_last_error());
     ar_gguf_writer *w = ar_gguf_writer_new(src->version);
+    uint64_t n_added = 0;
     for (uint64_t i = 0; i < src->n_kv; i++)
         if (!e->set_key || strcmp(src->kv[i].key, e->set_key))
             cr_assert_eq(ar_gguf_copy_kv(w, &src->kv[i]), AR_OK, "%s", ar_last_error());
@@ -197,18 +205,25 @@ static char *edited_copy(const char *src_path, const char *name, const model_edi
     for (uint64_t i = 0; i < src->n_tensors; i++) {
         const ar_gguf_tensor *t = &src->tensors[i];
         if (e->drop_tensor && !strcmp(t->name, e->drop_tensor)) continue;
+        if (e->nan_tensor && !strcmp(t->name, e->nan_tensor)) {
+            e->nan_index = n_added++;
+            cr_assert_eq(ar_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL), AR_OK);
+            continue;
+        }
         if (e->reshape_tensor && !strcmp(t->name, e->reshape_tensor)) {
             uint64_t nbytes = ar_row_size(t->type, e->ne[0]) * (uint64_t)e->ne[1];
             cr_assert_eq(ar_gguf_add_tensor(w, t->name, t->type, 2, e->ne,
                                             nbytes <= t->nbytes ? t->data : NULL),
                          AR_OK, "%s", ar_last_error());
+            n_added++;
             continue;
         }
         cr_assert_eq(ar_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data), AR_OK);
+        n_added++;
     }
     char *path = malloc(strlen(tmpdir) + strlen(name) + 2);
     sprintf(path, "%s/%s", tmpdir, name);
-    cr_assert_eq(ar_gguf_write(w, path, fill_zero, NULL), AR_OK, "%s", ar_last_error());
+    cr_assert_eq(ar_gguf_write(w, path, fill_edit, e), AR_OK, "%s", ar_last_error());
     ar_gguf_writer_free(w);
     ar_gguf_close(src);
     return path;
@@ -221,6 +236,23 @@ static void expect_model_rejected(const char *path, const char *needle) {
 /* ------------------------------------------------------------------ model files */
 
 TestSuite(bad_files, .init = setup_tmp, .fini = teardown_tmp);
+
+/* Weights that make the logits NaN: one clear error, plain or speculative, greedy or sampled
+ * (never a token picked from garbage). */
+Test(bad_files, nan_logits_are_one_clear_error) {
+    model_edit e = {.nan_tensor = "output_norm.weight"};
+    char *p = edited_copy(STORIES, "nan.gguf", &e);
+    static const char *const temps[] = {"0", "0.8"};
+    for (int t = 0; t < 2; t++) {
+        expect_failure(RUN("generate", "-m", p, "-p", "Once", "-n", "4", "-t", "1", "--temp",
+                           temps[t]),
+                       1, "NaN or +inf");
+        expect_failure(RUN("generate", "-m", p, "-md", "self:2", "--tree", "static:2x1", "-p",
+                           "Once", "-n", "4", "-t", "1", "--temp", temps[t]),
+                       1, "NaN or +inf");
+    }
+    free(p);
+}
 
 Test(bad_files, missing_directory_empty) {
     expect_model_rejected("/nonexistent/arbor/model.gguf", "cannot open");

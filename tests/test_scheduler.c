@@ -53,11 +53,12 @@ Test(scheduler, tree_size_maximises_expected_rate) {
     /* nothing worth it: verify the root alone */
     make_tree(&t, 3, 0.005f, 0, 0.0f);
     cr_assert_eq(ar_sched_choose_size(&s, &t, 0.002, NULL), 0);
-    /* same inputs, same answer */
+    /* a chain of 0.7^d beside ten leaves of 0.1: the rate (1 + sum) / (3 ms + 10 ms + 1 ms a
+     * row) peaks at 5 nodes, the first five chain nodes (2.941 tokens / 18 ms = 163.4/s against
+     * 163.1 for 4 and 161.0 for 6): a recorded value, not a call compared with itself */
     make_tree(&t, 6, 0.7f, 10, 0.1f);
-    int32_t k1 = ar_sched_choose_size(&s, &t, 0.003, NULL);
-    int32_t k2 = ar_sched_choose_size(&s, &t, 0.003, NULL);
-    cr_assert_eq(k1, k2);
+    const int32_t k1 = ar_sched_choose_size(&s, &t, 0.003, NULL);
+    cr_assert_eq(k1, 5);
     /* expensive verification makes the scheduler verify less */
     for (int i = 0; i < AR_COST_SIZES; i++) s.costs.verify[i] = 0.010 + 0.004 * (ar_cost_size(i) - 1);
     cr_assert_lt(ar_sched_choose_size(&s, &t, 0.003, NULL), k1);
@@ -110,11 +111,11 @@ Test(scheduler, levels_are_shaped_by_costs) {
     ar_tree_cand unsure[1] = {{0, 7, 0.03f, 0}};
     cr_assert_eq(ar_sched_shape_level(&s, &t, unsure, 1, 0.001, 1, &grow), 0);
     cr_assert(!grow);
-    /* deterministic: same inputs, same answer */
-    int32_t m1 = ar_sched_shape_level(&s, &t, sure, 2, 0.003, 2, &grow);
-    bool g1 = grow;
-    cr_assert_eq(ar_sched_shape_level(&s, &t, sure, 2, 0.003, 2, &grow), m1);
-    cr_assert_eq(grow, g1);
+    /* with 3 ms spent over 2 batches the sure candidate still pays for another level: add it
+     * and grow (a recorded value; the next batch costs the 1.5 ms mean so far) */
+    const int32_t m1 = ar_sched_shape_level(&s, &t, sure, 2, 0.003, 2, &grow);
+    cr_assert_eq(m1, 1);
+    cr_assert(grow);
     ar_tree_free(&t);
 }
 

@@ -27,6 +27,7 @@ _Static_assert(ARBOR_OK == (int)AR_OK && ARBOR_ERR_IO == (int)AR_ERR_IO &&
                    ARBOR_ERR_INTERNAL == (int)AR_ERR_INTERNAL,
                "arbor_status and ar_status must agree");
 _Static_assert(ARBOR_TOKEN_NONE == AR_TOKEN_NONE, "token sentinels must agree");
+_Static_assert(ARBOR_MAX_STEP_TOKENS == AR_TREE_MAX + 1, "a step emits a tree path and a bonus");
 _Static_assert(ARBOR_MAX_DEPTH_STATS == AR_ARRAY_LEN(((ar_engine_stats *)0)->drafted_at_depth),
                "depth statistics must agree");
 
@@ -47,6 +48,8 @@ struct arbor_context {
     arbor_trace_fn trace;
     void *trace_user;
     uint64_t drafter_weights; /* a separate drafter's file, counted in a budget */
+    int32_t step_tokens;      /* arbor_step since the last arbor_prefill */
+    double step_seconds;
 };
 
 /* ---- process-wide: the log sink ---- */
@@ -535,6 +538,21 @@ arbor_status arbor_generate(arbor_context *ctx, const char *prompt,
     return s;
 }
 
+/* Evaluates a prompt into the context and starts the statistics of what follows. */
+static ar_status prefill(arbor_context *ctx, const int32_t *prompt, int32_t n_prompt) {
+    ar_engine *e = ctx->engine;
+    memset(&ctx->stats, 0, sizeof ctx->stats);
+    memset(&e->stats, 0, sizeof e->stats);
+    const double t0 = ar_now();
+    int32_t reused = 0;
+    ar_status s = ar_engine_prefill(e, prompt, n_prompt, &reused);
+    if (s != AR_OK) return s;
+    ctx->stats.n_prompt = n_prompt;
+    ctx->stats.n_prompt_reused = reused;
+    ctx->stats.prompt_seconds = ar_now() - t0;
+    return AR_OK;
+}
+
 /* The streaming side of one generation: detokenization and stop strings. */
 typedef struct stream {
     arbor_context *ctx;
@@ -594,12 +612,15 @@ static int32_t detok_push(stream *st, int32_t t) {
     return ar_detok_push(&st->dt, v, t, c->piece, (int32_t)c->piece_cap);
 }
 
-/* Streams one generated token; *stop is set when generation must end after it. */
-static ar_status emit(stream *st, int32_t t, bool *stop) {
+/* Streams one generated token; *why is set when generation must end after it. */
+static ar_status emit(stream *st, int32_t t, arbor_stop_reason *why) {
     int32_t k = detok_push(st, t);
     if (k < 0) return (ar_status)k;
-    if (st->fn && !st->fn(st->user, t, st->ctx->piece, (size_t)k)) *stop = true;
-    return tail_push(st, st->ctx->piece, (size_t)k, stop);
+    if (st->fn && !st->fn(st->user, t, st->ctx->piece, (size_t)k)) *why = ARBOR_STOP_CALLBACK;
+    bool hit = false;
+    ar_status s = tail_push(st, st->ctx->piece, (size_t)k, &hit);
+    if (hit && *why == ARBOR_STOP_NONE) *why = ARBOR_STOP_STRING;
+    return s;
 }
 
 /* After a normal end: the bytes of an incomplete character at the very end, as they are. */
@@ -641,35 +662,45 @@ static void set_sampling(ar_engine *e, const arbor_sampling_params *sp) {
 }
 
 /* The decoding loop: steps the engine and streams tokens until a limit, a stop or an error. */
-static ar_status decode(stream *st, int32_t *produced) {
+static ar_status decode(stream *st, int32_t *produced, arbor_stop_reason *why) {
     arbor_context *ctx = st->ctx;
     const arbor_generate_params *p = st->p;
     const ar_vocab *v = ctx->model->m->vocab;
     int32_t out[AR_TREE_MAX + 1];
-    bool stop = p->n_predict == 0;
-    while (!stop) {
-        if (atomic_load(&ctx->cancel))
+    *why = p->n_predict == 0 ? ARBOR_STOP_LENGTH : ARBOR_STOP_NONE;
+    while (*why == ARBOR_STOP_NONE) {
+        if (atomic_load(&ctx->cancel)) {
+            *why = ARBOR_STOP_CANCELLED;
             return ar_fail(AR_ERR_CANCELLED, "generation cancelled after %d tokens", *produced);
+        }
         int32_t cap = (int32_t)AR_ARRAY_LEN(out);
         if (p->n_predict > 0) cap = AR_MIN(cap, p->n_predict - *produced);
         int32_t got = 0;
         ar_status s = ar_engine_step(ctx->engine, out, cap, &got);
         if (s == AR_ERR_CONTEXT_FULL) {
             ctx->stats.stopped_by_context = true;
+            *why = ARBOR_STOP_CONTEXT;
             api_log(ARBOR_LOG_WARN, "context full (%d tokens): generation stopped after %d tokens",
                     ctx->engine->kv->cap, *produced);
             return AR_OK;
         }
-        if (s != AR_OK) return s;
-        for (int32_t i = 0; i < got && !stop; i++) {
+        if (s != AR_OK) {
+            *why = ARBOR_STOP_ERROR;
+            return s;
+        }
+        for (int32_t i = 0; i < got && *why == ARBOR_STOP_NONE; i++) {
             int32_t t = out[i];
             ++*produced;
             if (!p->ignore_eos && ar_vocab_is_eog(v, t)) {
-                stop = true; /* not streamed: it prints nothing and ends the turn */
+                *why = ARBOR_STOP_EOG; /* not streamed: it prints nothing and ends the turn */
                 break;
             }
-            if ((s = emit(st, t, &stop)) != AR_OK) return s;
-            if (p->n_predict > 0 && *produced >= p->n_predict) stop = true;
+            if ((s = emit(st, t, why)) != AR_OK) {
+                *why = ARBOR_STOP_ERROR;
+                return s;
+            }
+            if (*why == ARBOR_STOP_NONE && p->n_predict > 0 && *produced >= p->n_predict)
+                *why = ARBOR_STOP_LENGTH;
         }
     }
     return AR_OK;
@@ -689,18 +720,10 @@ arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt
     if (st != ARBOR_OK) return st;
     ar_engine *e = ctx->engine;
     atomic_store(&ctx->cancel, false);
-    memset(&ctx->stats, 0, sizeof ctx->stats);
-    memset(&e->stats, 0, sizeof e->stats);
     set_sampling(e, &params->sampling);
-
-    double t0 = ar_now();
-    int32_t reused = 0;
-    ar_status s = ar_engine_prefill(e, prompt, n_prompt, &reused);
+    ar_status s = prefill(ctx, prompt, n_prompt);
     if (s != AR_OK) return (arbor_status)s;
-    double t1 = ar_now();
-    ctx->stats.n_prompt = n_prompt;
-    ctx->stats.n_prompt_reused = reused;
-    ctx->stats.prompt_seconds = t1 - t0;
+    const double t1 = ar_now();
 
     stream sm = {.ctx = ctx, .p = params, .fn = fn, .user = user};
     for (int32_t i = 0; i < params->n_stop; i++)
@@ -711,13 +734,60 @@ arbor_status arbor_generate_tokens(arbor_context *ctx, const arbor_token *prompt
             return FAIL(ARBOR_ERR_NOMEM, "generate: out of memory for stop strings");
     }
     int32_t produced = 0;
-    s = decode(&sm, &produced);
+    arbor_stop_reason why;
+    s = decode(&sm, &produced, &why);
     if (s == AR_OK) flush(&sm);
     free(sm.tail);
     collect_stats(ctx, produced, ar_now() - t1);
+    ctx->stats.stop_reason = why;
     ar_engine_end_generation(e);
     for (const char *w; (w = ar_engine_take_warning(e));) api_log(ARBOR_LOG_WARN, "%s", w);
     return (arbor_status)s;
+}
+
+arbor_status arbor_set_sampling(arbor_context *ctx, const arbor_sampling_params *params) {
+    if (!ctx || !params) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_set_sampling: NULL argument");
+    arbor_generate_params gp = arbor_generate_default_params();
+    gp.sampling = *params;
+    arbor_status st = check_generate_params(&gp);
+    if (st != ARBOR_OK) return st;
+    set_sampling(ctx->engine, params);
+    return ARBOR_OK;
+}
+
+arbor_status arbor_prefill(arbor_context *ctx, const arbor_token *prompt, int32_t n_prompt) {
+    if (!ctx) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_prefill: ctx is NULL");
+    if (n_prompt < 1 || !prompt)
+        return FAIL(ARBOR_ERR_INVALID_ARG,
+                    "arbor_prefill: a prompt of at least one token is needed (%d, %s)", n_prompt,
+                    prompt ? "given" : "NULL");
+    atomic_store(&ctx->cancel, false);
+    ctx->step_tokens = 0;
+    ctx->step_seconds = 0.0;
+    return (arbor_status)prefill(ctx, prompt, n_prompt);
+}
+
+int32_t arbor_step(arbor_context *ctx, arbor_token *out, int32_t cap) {
+    if (!ctx) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_step: ctx is NULL");
+    if (!out || cap < 1)
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_step: no room for tokens (cap %d)", cap);
+    if (atomic_load(&ctx->cancel))
+        return FAIL(ARBOR_ERR_CANCELLED, "arbor_step: cancelled");
+    const double t0 = ar_now();
+    int32_t got = 0;
+    ar_status s = ar_engine_step(ctx->engine, out, AR_MIN(cap, ARBOR_MAX_STEP_TOKENS), &got);
+    ctx->step_seconds += ar_now() - t0;
+    if (s != AR_OK) return (int32_t)s;
+    ctx->step_tokens += got;
+    const arbor_stop_reason why = ctx->stats.stop_reason;
+    collect_stats(ctx, ctx->step_tokens, ctx->step_seconds);
+    ctx->stats.stop_reason = why;
+    return got;
+}
+
+const float *arbor_step_logits(const arbor_context *ctx) {
+    if (!ctx || ctx->engine->last_row < 0) return NULL;
+    return ctx->engine->logits + (size_t)ctx->engine->last_row * (size_t)ctx->engine->n_vocab;
 }
 
 arbor_status arbor_get_stats(const arbor_context *ctx, arbor_stats *out) {

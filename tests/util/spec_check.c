@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "refs.h"
 
@@ -14,6 +15,21 @@ static bool collect(void *user, arbor_token token, const char *text, size_t len)
     spec_run *r = user;
     if (token >= 0 && r->n < (int)(sizeof r->tokens / sizeof r->tokens[0])) r->tokens[r->n++] = token;
     return true;
+}
+
+/* The cost table of "adaptive@cheap", written once per process. */
+static const char *cheap_costs(void) {
+    static char path[256];
+    if (path[0]) return path;
+    snprintf(path, sizeof path, "/tmp/arbor-cheap-costs-%ld.txt", (long)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    static const int sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 32, 64, 128, 256};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        fprintf(f, "verify %d %.6f\ndraft %d %.6f\n", sizes[i], 0.010 + 0.001 * (sizes[i] - 1),
+                sizes[i], 0.0002);
+    cr_assert_eq(fclose(f), 0);
+    return path;
 }
 
 void spec_generate(const char *target, const char *draft, const char *tree, const char *prompt,
@@ -27,6 +43,10 @@ void spec_generate(const char *target, const char *draft, const char *tree, cons
     arbor_context_params cp = arbor_context_default_params();
     cp.n_threads = 2;
     cp.tree = tree;
+    if (tree && !strcmp(tree, "adaptive@cheap")) {
+        cp.tree = "adaptive";
+        cp.sched_costs = cheap_costs();
+    }
     if (draft && !strcmp(draft, "lookup")) {
         cp.draft_kind = ARBOR_DRAFT_LOOKUP;
     } else if (draft && !strncmp(draft, "self:", 5)) {
@@ -54,8 +74,9 @@ void spec_generate(const char *target, const char *draft, const char *tree, cons
     arbor_model_free(tm);
 }
 
-void spec_check_pair(const char *target, const char *draft, const char *const *trees, int n_trees,
-                     int n_tokens) {
+static void check_pair(const char *target, const char *draft, const char *const *trees,
+                       int n_trees, int n_tokens, bool related) {
+    int64_t accepted = 0;
     static const char *prompts[] = {
         "Once upon a time",
         "Tom and his mom went to the park. They saw a big red ball under a tree, and Tom "
@@ -78,6 +99,22 @@ void spec_check_pair(const char *target, const char *draft, const char *const *t
                         target, draft, trees[t], (long long)spec.stats.n_verify,
                         (long long)spec.stats.n_accepted, (long long)spec.stats.n_drafted,
                         spec.stats.mean_accepted);
+            if (strcmp(trees[t], "adaptive"))
+                cr_assert_gt(spec.stats.n_verify, 0, "%s <- %s %s: no verification: speculation "
+                             "did not happen", target, draft, trees[t]);
+            accepted += spec.stats.n_accepted;
         }
     }
+    if (related)
+        cr_assert_gt(accepted, 0, "%s <- %s: no draft token accepted in any mode", target, draft);
+}
+
+void spec_check_pair(const char *target, const char *draft, const char *const *trees, int n_trees,
+                     int n_tokens) {
+    check_pair(target, draft, trees, n_trees, n_tokens, true);
+}
+
+void spec_check_unrelated(const char *target, const char *draft, const char *const *trees,
+                          int n_trees, int n_tokens) {
+    check_pair(target, draft, trees, n_trees, n_tokens, false);
 }

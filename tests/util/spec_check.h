@@ -13,11 +13,18 @@ typedef struct spec_run {
 
 /* Generates n tokens after `prompt` with verifier `target` (a fixture model file name) and the
  * drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model file name) in tree mode
- * `tree`. Asserts success. */
+ * `tree`, or "adaptive@cheap": the adaptive scheduler with a fixed cost table in which drafting
+ * is cheap and verifying a row costs a tenth of a pass (so it must speculate). Asserts
+ * success. */
 void spec_generate(const char *target, const char *draft, const char *tree, const char *prompt,
                    int n, float temp, uint64_t seed, spec_run *out);
-/* Asserts speculative greedy output == plain greedy output for each tree mode. */
+/* Asserts speculative greedy output == plain greedy output for each tree mode, and that
+ * speculation happened: verifications in every mode but "adaptive" (whose scheduler may rightly
+ * decode plainly), and accepted draft tokens over the pair's runs. */
 void spec_check_pair(const char *target, const char *draft, const char *const *trees, int n_trees,
                      int n_tokens);
+/* The same for a drafter unrelated to its verifier: no acceptance is expected. */
+void spec_check_unrelated(const char *target, const char *draft, const char *const *trees,
+                          int n_trees, int n_tokens);
 
 #endif
