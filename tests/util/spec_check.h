@@ -11,8 +11,9 @@ typedef struct spec_run {
     arbor_stats stats;
 } spec_run;
 
-/* Generates n tokens after `prompt` with verifier `target` (a fixture model file name) and the
- * drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model file name) in tree mode
+/* Generates n tokens after `prompt` with verifier `target` (a fixture model file name, or an
+ * absolute path) and the drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model
+ * file name or absolute path) in tree mode
  * `tree`. Asserts success. */
 void spec_generate(const char *target, const char *draft, const char *tree, const char *prompt,
                    int n, float temp, uint64_t seed, spec_run *out);
