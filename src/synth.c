@@ -289,16 +289,19 @@ static ar_status fill_tensor(void *user, uint64_t index, void *dst, uint64_t siz
 
 /* ---- metadata ---- */
 
-/* The token list with p->extra_tokens appended (as control tokens with score 0), the scores and
- * types extended to match. */
+/* The token list with p->extra_tokens appended (as control tokens with score 0), then
+ * p->n_pad_tokens "[PAD<id>]" tokens of type unused (as converters pad a vocabulary to the
+ * embedding's row count), the scores and types extended to match. */
 static ar_status write_extended_tokens(ar_gguf_writer *w, const ar_gguf *g,
                                        const ar_gguf_kv *toks, const ar_synth_params *p) {
-    const uint64_t n0 = toks->arr_n, n = n0 + (uint64_t)p->n_extra_tokens;
+    const uint64_t n0 = toks->arr_n, n1 = n0 + (uint64_t)p->n_extra_tokens;
+    const uint64_t n = n1 + (uint64_t)p->n_pad_tokens;
     ar_str *strs = malloc(n * sizeof *strs);
     float *scores = malloc(n * sizeof *scores);
     int32_t *types = malloc(n * sizeof *types);
+    char *pads = malloc((size_t)(n - n1) * 24 + 1);
     ar_status s = AR_OK;
-    if (!strs || !scores || !types) s = ar_fail(AR_ERR_NOMEM, "synth: out of memory");
+    if (!strs || !scores || !types || !pads) s = ar_fail(AR_ERR_NOMEM, "synth: out of memory");
     const ar_gguf_kv *sc = ar_gguf_find(g, "tokenizer.ggml.scores");
     const ar_gguf_kv *ty = ar_gguf_find(g, "tokenizer.ggml.token_type");
     if (sc && (sc->type != AR_GGUF_ARRAY || sc->arr_n != n0)) sc = NULL;
@@ -308,11 +311,17 @@ static ar_status write_extended_tokens(ar_gguf_writer *w, const ar_gguf *g,
             strs[i] = toks->arr_strs[i];
             scores[i] = sc ? (float)ar_gguf_arr_f64(sc, i) : 0.0f;
             types[i] = ty ? (int32_t)ar_gguf_arr_i64(ty, i) : 1;
-        } else {
+        } else if (i < n1) {
             const char *t = p->extra_tokens[i - n0];
             strs[i] = (ar_str){t, strlen(t)};
             scores[i] = 0.0f;
             types[i] = 3; /* control */
+        } else {
+            char *t = pads + (i - n1) * 24;
+            int k = snprintf(t, 24, "[PAD%" PRIu64 "]", i);
+            strs[i] = (ar_str){t, (uint64_t)k};
+            scores[i] = 0.0f;
+            types[i] = 5; /* unused */
         }
     }
     if (s == AR_OK) s = ar_gguf_set_arr_str(w, "tokenizer.ggml.tokens", strs, n);
@@ -321,6 +330,7 @@ static ar_status write_extended_tokens(ar_gguf_writer *w, const ar_gguf *g,
     free(strs);
     free(scores);
     free(types);
+    free(pads);
     return s;
 }
 
@@ -330,14 +340,14 @@ static ar_status copy_tokenizer(ar_gguf_writer *w, const ar_synth_params *p, int
     ar_status s = ar_gguf_open(vocab_path, &g);
     if (s != AR_OK) return s;
     const ar_gguf_kv *toks = NULL;
-    const bool extend = p->n_extra_tokens > 0;
+    const bool extend = p->n_extra_tokens > 0 || p->n_pad_tokens > 0;
     if (ar_gguf_get_arr(g, "tokenizer.ggml.tokens", AR_GGUF_STRING, &toks) != AR_OK) {
         s = ar_fail(AR_ERR_FORMAT,
                     "%s: no tokenizer (tokenizer.ggml.tokens missing or not strings)", vocab_path);
     } else if (toks->arr_n < 1 || toks->arr_n > (1u << 24)) {
         s = ar_fail(AR_ERR_FORMAT, "%s: %" PRIu64 " tokens: out of range", vocab_path, toks->arr_n);
     } else {
-        *n_vocab = (int64_t)toks->arr_n + (extend ? p->n_extra_tokens : 0);
+        *n_vocab = (int64_t)toks->arr_n + p->n_extra_tokens + p->n_pad_tokens;
         for (uint64_t i = 0; i < g->n_kv && s == AR_OK; i++) {
             const char *key = g->kv[i].key;
             if (strncmp(key, "tokenizer.", 10) != 0) continue;

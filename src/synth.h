@@ -72,10 +72,11 @@ typedef struct ar_synth_params {
     float rope_factor;        /* yarn and longrope: context extension factor (0: 4) */
     int32_t rope_orig_ctx;    /* llama3, yarn, longrope: the original context (0: 8192 for llama3,
                                  else n_ctx / rope_factor) */
-    /* tokenizer changes (tests of chat templates): tokens appended as control tokens, a
+    /* tokenizer changes (chat templates, padded vocabularies): tokens appended as control tokens, a
      * tokenizer.chat_template, and add_space_prefix (-1: as the vocabulary file has it) */
     const char *const *extra_tokens;
     int32_t n_extra_tokens;
+    int32_t n_pad_tokens; /* then this many "[PAD<id>]" tokens of type unused */
     const char *chat_template;
     int add_space_prefix;
     ar_synth_progress_fn progress;

@@ -905,6 +905,14 @@ static void quote_piece(ar_str t, char *out, size_t cap) {
     out[k] = 0;
 }
 
+/* A row a converter added to pad the vocabulary to the embedding's size: type unused, or the
+ * "[PAD<id>]" text convert_hf_to_gguf.py gives such rows. */
+static bool is_padding(const ar_vocab *v, int32_t id) {
+    if (v->attr[id] & AR_ATTR_UNUSED) return true;
+    ar_str t = v->text[id];
+    return t.len > 5 && !memcmp(t.ptr, "[PAD", 4) && t.ptr[t.len - 1] == ']';
+}
+
 static const char *kind_name(ar_vocab_kind k) {
     return k == AR_VOCAB_SPM ? "SPM (llama)" : "BPE (gpt2)";
 }
@@ -924,11 +932,23 @@ ar_status ar_vocab_compatible(const ar_vocab *target, const ar_vocab *draft) {
                        "vocabularies differ: EOS id %d in the target, %d in the draft",
                        (int)target->eos, (int)draft->eos);
     int32_t nt = target->n_tokens, nd = draft->n_tokens;
-    if (nt - nd > 128 || nd - nt > 128)
-        return ar_fail(
-            AR_ERR_INCOMPATIBLE,
-            "vocabularies differ: %d tokens in the target, %d in the draft (more than 128 apart)",
-            (int)nt, (int)nd);
+    /* the larger list's tail beyond the smaller one: padding (unused "[PAD<id>]" rows that
+     * converters add up to the embedding's size, Qwen2.5 0.5B vs 7B) in any number, or up to
+     * 128 tokens of any kind; beyond that the first real token there is the difference */
+    const ar_vocab *big = nt > nd ? target : draft;
+    int32_t lo = nt < nd ? nt : nd, real = 0, first_real = -1;
+    for (int32_t id = lo; id < big->n_tokens; id++)
+        if (!is_padding(big, id) && real++ == 0) first_real = id;
+    if (real > 128) {
+        char q[200];
+        quote_piece(big->text[first_real], q, sizeof q);
+        return ar_fail(AR_ERR_INCOMPATIBLE,
+                       "vocabularies differ at token %d: the %s has '%s', the %s has %d tokens "
+                       "(%d tokens in the target, %d in the draft; only padding may differ by "
+                       "more than 128)",
+                       (int)first_real, big == target ? "target" : "draft", q,
+                       big == target ? "draft" : "target", (int)lo, (int)nt, (int)nd);
+    }
     if (target->fingerprint == draft->fingerprint) return AR_OK;
     int32_t n = nt < nd ? nt : nd;
     for (int32_t id = 0; id < n; id++) {

@@ -306,6 +306,7 @@ static ar_status attach_drafter(arbor_context *c, const arbor_context_params *p,
     else
         s = ar_drafter_create_model(p->draft_model->m, 0, e->kv->cap, e->pool, &d);
     if (s != AR_OK) return s;
+    ar_drafter_limit_vocab(d, c->model->m->hp.n_vocab);
     s = ar_engine_set_drafter(e, d, spec); /* owns d from here, also on failure */
     if (s == AR_OK && p->sched_costs) s = ar_engine_load_costs(e, p->sched_costs);
     return s;

@@ -51,6 +51,7 @@ static void usage(FILE *f) {
         "                       --rope-orig-ctx N (default n_ctx / F; llama3: 8192) set them\n"
         "  --add-token TEXT     append a control token to the tokenizer (repeatable)\n"
         "  --chat-template TEXT write tokenizer.chat_template\n"
+        "  --pad-vocab N        append N unused \"[PAD<id>]\" tokens (and embedding rows)\n"
         "  -t N                 threads (default: all; the output does not depend on it)\n"
         "The same arguments give the same bytes on every run and build.\n",
         f);
@@ -204,6 +205,10 @@ int cmd_synth(int argc, char **argv) {
                 return cli_error(2, "synth: at most %d --add-token", n_extra);
             if (!*v) return cli_error(2, "synth: --add-token needs a non-empty text");
             extra[n_extra++] = v;
+        } else if (!strcmp(a, "--pad-vocab")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1 << 20, &x)) return 2;
+            sp.n_pad_tokens = (int32_t)x;
         } else if (!strcmp(a, "--chat-template")) {
             NEED_VALUE();
             sp.chat_template = v;
@@ -257,10 +262,11 @@ int cmd_synth(int argc, char **argv) {
                 if (over[k] > 0) return cli_error(2, "synth: %s needs a preset", over_flags[k]);
             if (vocab) return cli_error(2, "synth: --like copies MODEL's tokenizer: no --vocab");
             if (sp.arch || over_head_dim || sp.sliding_window || sp.rope_scaling || n_extra ||
+                sp.n_pad_tokens ||
                 sp.chat_template || sp.attn_softcap > 0 || sp.final_softcap > 0)
                 return cli_error(2, "synth: --like copies MODEL's architecture: no --arch, "
                                     "--head-dim, --sliding-window, --rope-*, --*-softcap, "
-                                    "--add-token or --chat-template");
+                                    "--add-token, --pad-vocab or --chat-template");
             sp.like_path = like;
         }
         if (eps_set)
