@@ -363,6 +363,20 @@ static ar_status copy_tokenizer(ar_gguf_writer *w, const ar_synth_params *p, int
     }
     if (s == AR_OK && p->chat_template)
         s = ar_gguf_set_str(w, "tokenizer.chat_template", p->chat_template);
+    if (s == AR_OK && p->bos_token) {
+        int64_t id = -1;
+        for (uint64_t i = 0; toks && i < toks->arr_n && id < 0; i++)
+            if (toks->arr_strs[i].len == strlen(p->bos_token) &&
+                !memcmp(toks->arr_strs[i].ptr, p->bos_token, toks->arr_strs[i].len))
+                id = (int64_t)i;
+        for (int32_t i = 0; toks && i < p->n_extra_tokens && id < 0; i++)
+            if (!strcmp(p->extra_tokens[i], p->bos_token)) id = (int64_t)toks->arr_n + i;
+        if (id < 0)
+            s = ar_fail(AR_ERR_INVALID_ARG, "synth: BOS token '%.40s' is not in the vocabulary",
+                        p->bos_token);
+        if (s == AR_OK) s = ar_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)id);
+        if (s == AR_OK) s = ar_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", true);
+    }
     if (s == AR_OK && p->add_space_prefix >= 0)
         s = ar_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", p->add_space_prefix != 0);
     ar_gguf_close(g);

@@ -79,6 +79,8 @@ typedef struct ar_synth_params {
     int32_t n_pad_tokens; /* then this many "[PAD<id>]" tokens of type unused */
     const char *chat_template;
     int add_space_prefix;
+    const char *bos_token; /* the text of a token (an extra one included) that becomes BOS, added
+                              to every prompt; NULL: the vocabulary's own */
     ar_synth_progress_fn progress;
     void *progress_user;
 } ar_synth_params;
