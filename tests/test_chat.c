@@ -89,13 +89,14 @@ Test(chat, published_forms) {
                 " [INST] Hi there [/INST]  Hello! </s> [INST] Bye [/INST]");
 }
 
-/* Template texts of the families (as the models' tokenizer_config.json has them). */
-static const char LLAMA3_TMPL[] =
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
-    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | "
-    "trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% "
-    "endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
-    "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+/* Template texts of the families: Llama 3's verbatim from its tokenizer_config.json; the others
+ * transcribed from the models' tokenizer_config.json (the structure and markers as published,
+ * the Jinja spelled as there with "\\n" escapes). */
+static const char LLAMA3_TMPL[] = /* Llama 3 Instruct, verbatim */
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|"
+    "start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim "
+    "+ '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endi"
+    "f %}{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
 static const char CHATML_TMPL[] =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
     "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
