@@ -83,19 +83,7 @@ ar_chat_family ar_chat_detect(const char *tmpl, size_t len) {
 
 /* ---- rendering ---- */
 
-typedef struct sink {
-    char *buf;
-    int64_t cap, n;
-} sink;
-
-static void put_n(sink *s, const char *p, size_t k) {
-    if (s->n < s->cap) {
-        size_t room = (size_t)(s->cap - s->n);
-        memcpy(s->buf + s->n, p, k < room ? k : room);
-    }
-    s->n += (int64_t)k;
-}
-static void put(sink *s, const char *p) { put_n(s, p, strlen(p)); }
+static void put(ar_sink *s, const char *p) { ar_sink_put(s, p, strlen(p)); }
 
 /* Jinja's trim / Python's strip(): leading (when `lead`) and trailing whitespace removed. */
 static text stripped(const char *p, bool lead) {
@@ -105,63 +93,50 @@ static text stripped(const char *p, bool lead) {
     return (text){p + a, b - a};
 }
 static text trimmed(const char *p) { return stripped(p, true); }
-static void put_trimmed(sink *s, const char *p) {
+static void put_trimmed(ar_sink *s, const char *p) {
     text t = trimmed(p);
-    put_n(s, t.s, t.n);
+    ar_sink_put(s, t.s, t.n);
 }
 
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } role;
 
-static void chatml(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool add) {
-    (void)r;
-    for (size_t i = 0; i < n; i++) {
-        put(s, "<|im_start|>");
-        put(s, m[i].role);
-        put(s, "\n");
-        put(s, m[i].content);
-        put(s, "<|im_end|>\n");
-    }
-    if (add) put(s, "<|im_start|>assistant\n");
+/* The families whose turns are "open role mid content close": one row each. */
+typedef struct tagged_family {
+    ar_chat_family family;
+    const char *open, *mid, *close, *assistant; /* assistant: the opening of its turn */
+    bool trim;                                  /* contents trimmed (Jinja's | trim) */
+} tagged_family;
+
+static const tagged_family tagged[] = {
+    {AR_CHAT_CHATML, "<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n", false},
+    {AR_CHAT_PHI4, "<|im_start|>", "<|im_sep|>", "<|im_end|>", "<|im_start|>assistant<|im_sep|>",
+     false},
+    {AR_CHAT_LLAMA3, "<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>",
+     "<|start_header_id|>assistant<|end_header_id|>\n\n", true},
+    {AR_CHAT_PHI3, "<|", "|>\n", "<|end|>\n", "<|assistant|>\n", false},
+};
+
+static const tagged_family *tagged_of(ar_chat_family f) {
+    for (size_t i = 0; i < sizeof tagged / sizeof tagged[0]; i++)
+        if (tagged[i].family == f) return &tagged[i];
+    return NULL;
 }
 
-static void phi4(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool add) {
-    (void)r;
+static void tagged_turns(ar_sink *s, const tagged_family *t, const ar_chat_msg *m, size_t n,
+                         bool add) {
     for (size_t i = 0; i < n; i++) {
-        put(s, "<|im_start|>");
+        put(s, t->open);
         put(s, m[i].role);
-        put(s, "<|im_sep|>");
-        put(s, m[i].content);
-        put(s, "<|im_end|>");
+        put(s, t->mid);
+        if (t->trim) put_trimmed(s, m[i].content);
+        else put(s, m[i].content);
+        put(s, t->close);
     }
-    if (add) put(s, "<|im_start|>assistant<|im_sep|>");
-}
-
-static void llama3(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool add) {
-    (void)r;
-    for (size_t i = 0; i < n; i++) {
-        put(s, "<|start_header_id|>");
-        put(s, m[i].role);
-        put(s, "<|end_header_id|>\n\n");
-        put_trimmed(s, m[i].content);
-        put(s, "<|eot_id|>");
-    }
-    if (add) put(s, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-}
-
-static void phi3(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool add) {
-    (void)r;
-    for (size_t i = 0; i < n; i++) {
-        put(s, "<|");
-        put(s, m[i].role);
-        put(s, "|>\n");
-        put(s, m[i].content);
-        put(s, "<|end|>\n");
-    }
-    if (add) put(s, "<|assistant|>\n");
+    if (add) put(s, t->assistant);
 }
 
 /* Gemma's template knows user and model turns only: a system message opens the next user turn */
-static void gemma(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool add) {
+static void gemma(ar_sink *s, const ar_chat_msg *m, const role *r, size_t n, bool add) {
     const char *system = NULL;
     for (size_t i = 0; i < n; i++) {
         if (r[i] == ROLE_SYSTEM) {
@@ -172,7 +147,7 @@ static void gemma(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool a
         if (system && r[i] == ROLE_USER) {
             text t = trimmed(system);
             if (t.n) {
-                put_n(s, t.s, t.n);
+                ar_sink_put(s, t.s, t.n);
                 put(s, "\n\n");
             }
             system = NULL;
@@ -186,7 +161,7 @@ static void gemma(sink *s, const ar_chat_msg *m, const role *r, size_t n, bool a
 /* [INST] families. Llama-2-chat's own template (SYS_STRIP): "[INST] <<SYS>>\nS\n<</SYS>>\n\nU
  * [/INST] A </s><s>[INST] U2 [/INST]", contents stripped; the other llama2 variants as llama.cpp
  * renders them. */
-static void llama2(sink *s, ar_chat_family f, const ar_chat_msg *m, const role *r, size_t n) {
+static void llama2(ar_sink *s, ar_chat_family f, const ar_chat_msg *m, const role *r, size_t n) {
     const bool sys_block = f != AR_CHAT_LLAMA2, published = f == AR_CHAT_LLAMA2_SYS_STRIP;
     const bool bos_inside = f == AR_CHAT_LLAMA2_SYS_BOS || published;
     bool inside = true; /* the first [INST] follows the tokenizer's BOS */
@@ -210,7 +185,7 @@ static void llama2(sink *s, ar_chat_family f, const ar_chat_msg *m, const role *
         } else if (r[i] == ROLE_USER) {
             if (published) {
                 text t = stripped(m[i].content, !after_sys);
-                put_n(s, t.s, t.n);
+                ar_sink_put(s, t.s, t.n);
             } else {
                 put(s, m[i].content);
             }
@@ -230,7 +205,7 @@ static void llama2(sink *s, ar_chat_family f, const ar_chat_msg *m, const role *
     }
 }
 
-static void mistral(sink *s, ar_chat_family f, const ar_chat_msg *m, const role *r, size_t n) {
+static void mistral(ar_sink *s, ar_chat_family f, const ar_chat_msg *m, const role *r, size_t n) {
     if (f == AR_CHAT_MISTRAL_V7) {
         for (size_t i = 0; i < n; i++) {
             if (r[i] == ROLE_SYSTEM) put(s, "[SYSTEM_PROMPT] ");
@@ -291,12 +266,13 @@ int64_t ar_chat_format(ar_chat_family f, const ar_chat_msg *msgs, size_t n, bool
                            "chat: message %zu has role '%.32s' (system, user or assistant)", i, r);
         }
     }
-    sink s = {buf, cap, 0};
+    ar_sink s = {buf, cap, 0};
+    const tagged_family *t = tagged_of(f);
     switch (f) {
-    case AR_CHAT_CHATML: chatml(&s, msgs, roles, n, add_assistant); break;
-    case AR_CHAT_PHI4: phi4(&s, msgs, roles, n, add_assistant); break;
-    case AR_CHAT_LLAMA3: llama3(&s, msgs, roles, n, add_assistant); break;
-    case AR_CHAT_PHI3: phi3(&s, msgs, roles, n, add_assistant); break;
+    case AR_CHAT_CHATML:
+    case AR_CHAT_PHI4:
+    case AR_CHAT_LLAMA3:
+    case AR_CHAT_PHI3: tagged_turns(&s, t, msgs, n, add_assistant); break;
     case AR_CHAT_GEMMA: gemma(&s, msgs, roles, n, add_assistant); break;
     case AR_CHAT_LLAMA2:
     case AR_CHAT_LLAMA2_SYS:

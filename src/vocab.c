@@ -740,20 +740,6 @@ int64_t ar_tokenize(const ar_vocab *v, const char *text, size_t len, bool add_sp
 /* Pieces                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Writes what fits, counts everything. */
-typedef struct sink {
-    char *buf;
-    int64_t cap, n;
-} sink;
-
-static void put(sink *s, const char *p, size_t k) {
-    if (s->n < s->cap) {
-        size_t room = (size_t)(s->cap - s->n);
-        memcpy(s->buf + s->n, p, k < room ? k : room);
-    }
-    s->n += (int64_t)k;
-}
-
 /* SPM byte token "<0xNN>": llama.cpp reads the two characters after "<0x" with strtol. */
 static char spm_byte(ar_str t) {
     char hex[3] = {0};
@@ -764,7 +750,7 @@ static char spm_byte(ar_str t) {
 /* GPT-2 byte-level text back to bytes; a code point outside the alphabet prints as llama.cpp
  * does: "[UNK_BYTE_0x" + its UTF-8 in hex + the whole piece + "]". Stops counting past
  * MAX_PIECE_BYTES. */
-static void bpe_decode(ar_str t, sink *s) {
+static void bpe_decode(ar_str t, ar_sink *s) {
     for (size_t i = 0; i < t.len && s->n <= MAX_PIECE_BYTES;) {
         uint32_t cp;
         int k = ar_utf8_next(t.ptr, (size_t)t.len, i, &cp);
@@ -773,34 +759,34 @@ static void bpe_decode(ar_str t, sink *s) {
         int b = ar_cpt_to_byte(cp);
         if (b >= 0) {
             char c = (char)b;
-            put(s, &c, 1);
+            ar_sink_put(s, &c, 1);
             continue;
         }
         char u[4], hex[9] = {0};
         int nu = ar_utf8_encode(cp, u);
         for (int j = 0; j < nu; j++) snprintf(hex + 2 * j, 3, "%02x", (uint8_t)u[j]);
-        put(s, "[UNK_BYTE_0x", 12);
-        put(s, hex, (size_t)(2 * nu));
-        put(s, t.ptr, (size_t)t.len);
-        put(s, "]", 1);
+        ar_sink_put(s, "[UNK_BYTE_0x", 12);
+        ar_sink_put(s, hex, (size_t)(2 * nu));
+        ar_sink_put(s, t.ptr, (size_t)t.len);
+        ar_sink_put(s, "]", 1);
     }
 }
 
 static int64_t piece(const ar_vocab *v, int32_t id, bool special, char *buf, int64_t cap) {
-    sink s = {buf, cap, 0};
+    ar_sink s = {buf, cap, 0};
     uint16_t attr = v->attr[id];
     ar_str t = v->text[id];
     if (!special && (attr & (AR_ATTR_UNKNOWN | AR_ATTR_CONTROL))) return 0;
     if (attr & (AR_ATTR_UNKNOWN | AR_ATTR_CONTROL | AR_ATTR_USER_DEFINED)) {
-        put(&s, t.ptr, (size_t)t.len);
+        ar_sink_put(&s, t.ptr, (size_t)t.len);
     } else if (attr & AR_ATTR_NORMAL) {
         if (v->kind == AR_VOCAB_SPM) {
             for (uint64_t i = 0; i < t.len;) {
                 if (t.len - i >= 3 && memcmp(t.ptr + i, "\xe2\x96\x81", 3) == 0) {
-                    put(&s, " ", 1);
+                    ar_sink_put(&s, " ", 1);
                     i += 3;
                 } else {
-                    put(&s, t.ptr + i, 1);
+                    ar_sink_put(&s, t.ptr + i, 1);
                     i++;
                 }
             }
@@ -809,7 +795,7 @@ static int64_t piece(const ar_vocab *v, int32_t id, bool special, char *buf, int
         }
     } else if ((attr & AR_ATTR_BYTE) && v->kind == AR_VOCAB_SPM && t.len >= 3) {
         char c = spm_byte(t);
-        put(&s, &c, 1);
+        ar_sink_put(&s, &c, 1);
     }
     return s.n;
 }
