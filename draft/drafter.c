@@ -31,6 +31,9 @@ struct ar_drafter {
     int32_t n_batches;        /* the last draft's batches (ar_drafter_last_batches) */
     int32_t batch_rows[AR_SPEC_MAX_LEVELS * 2];
     double batch_seconds[AR_SPEC_MAX_LEVELS * 2];
+    int32_t n_out;            /* ids the drafter may propose: [0, n_out), within the verifier's
+                                 vocabulary (ar_drafter_limit_vocab) */
+    int32_t *feed;            /* [n_ctx] committed tokens as the drafter's embedding takes them */
 };
 
 const ar_model *ar_drafter_model(const ar_drafter *d) { return d->m; }
@@ -103,7 +106,9 @@ ar_status ar_drafter_create_model(const ar_model *m, int32_t n_layers, int32_t n
     if ((s = ar_kv_create(m, n_ctx, n_layers, AR_TYPE_F32, &d->kv)) != AR_OK) goto fail;
     if ((s = ar_workspace_create(m, d->max_batch, n_ctx, &d->ws)) != AR_OK) goto fail;
     if ((s = ar_dist_init(&d->probs, m->hp.n_vocab)) != AR_OK) goto fail;
+    d->n_out = m->hp.n_vocab;
     d->tokens = calloc((size_t)n_ctx, sizeof(int32_t));
+    d->feed = calloc((size_t)n_ctx, sizeof(int32_t));
     d->logits = malloc((size_t)d->max_batch * (size_t)m->hp.n_vocab * sizeof(float));
     d->want = calloc((size_t)n_ctx, 1);
     d->tree_tokens = calloc(AR_TREE_MAX, sizeof(int32_t));
@@ -111,7 +116,7 @@ ar_status ar_drafter_create_model(const ar_model *m, int32_t n_layers, int32_t n
     d->frontier = calloc(AR_TREE_MAX, sizeof(int32_t));
     d->next_frontier = calloc(AR_TREE_MAX, sizeof(int32_t));
     d->row_logits = calloc(AR_TREE_MAX, sizeof(float *));
-    if (!d->tokens || !d->logits || !d->want || !d->tree_tokens || !d->cands || !d->frontier ||
+    if (!d->tokens || !d->feed || !d->logits || !d->want || !d->tree_tokens || !d->cands || !d->frontier ||
         !d->next_frontier || !d->row_logits) {
         s = ar_fail(AR_ERR_NOMEM, "drafter: out of memory");
         goto fail;
@@ -142,6 +147,7 @@ void ar_drafter_free(ar_drafter *d) {
     free(d->dists);
     ar_dist_free(&d->probs);
     free(d->tokens);
+    free(d->feed);
     free(d->logits);
     free(d->want);
     free(d->tree_tokens);
@@ -154,11 +160,27 @@ void ar_drafter_free(ar_drafter *d) {
 
 void ar_drafter_set_pool(ar_drafter *d, ar_pool *pool) { d->pool = pool; }
 
+void ar_drafter_limit_vocab(ar_drafter *d, int32_t n_vocab) {
+    if (d->kind == AR_DRAFTER_MODEL && n_vocab > 0 && n_vocab < d->n_out) d->n_out = n_vocab;
+}
+
 void ar_drafter_reset(ar_drafter *d) {
     if (d->kv) ar_kv_truncate(d->kv, 0);
 }
 
 /* ---- model drafter ---- */
+
+/* The committed tokens [from, from + n) as the drafter can embed them: an id beyond its
+ * vocabulary (a padding row only the verifier has) becomes 0. The drafts get worse there, never
+ * the output: the verifier decides every token. */
+static const int32_t *drafter_ids(ar_drafter *d, const int32_t *tokens, int32_t from, int32_t n) {
+    const int32_t V = d->m->hp.n_vocab;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t t = tokens[from + i];
+        d->feed[from + i] = t >= 0 && t < V ? t : 0;
+    }
+    return d->feed + from;
+}
 
 /* Brings the drafter's cache to the committed context and evaluates the root; returns the
  * root's logits row. */
@@ -173,23 +195,29 @@ static ar_status sync_and_eval_root(ar_drafter *d, const ar_draft_request *req,
     /* committed tokens the drafter has not seen, in chunks; the last chunk carries the root */
     while (n - kv->n_committed + 1 > d->max_batch) {
         int32_t rows = d->max_batch;
-        ar_batch b = {.n = rows, .tokens = req->tokens + kv->n_committed, .skip_logits = true,
+        ar_batch b = {.n = rows,
+                      .tokens = drafter_ids(d, req->tokens, kv->n_committed, rows),
+                      .skip_logits = true,
                       .prompt = true};
         if ((s = ar_model_eval(d->m, kv, d->ws, d->pool, &b, NULL)) != AR_OK) return s;
-        memcpy(d->tokens + kv->n_committed, b.tokens, (size_t)rows * sizeof(int32_t));
+        memcpy(d->tokens + kv->n_committed, req->tokens + kv->n_committed,
+               (size_t)rows * sizeof(int32_t));
         ar_kv_commit_all(kv, rows);
     }
     int32_t rows = n - kv->n_committed + 1;
     double t1 = ar_now();
     memset(d->want, 0, (size_t)rows);
     d->want[rows - 1] = 1;
-    ar_batch b = {.n = rows, .tokens = req->tokens + kv->n_committed, .logits = d->want};
+    ar_batch b = {.n = rows,
+                  .tokens = drafter_ids(d, req->tokens, kv->n_committed, rows),
+                  .logits = d->want};
     if ((s = ar_model_eval(d->m, kv, d->ws, d->pool, &b, d->logits)) != AR_OK) return s;
     const double t2 = ar_now();
     if (rows == 1) record_batch(d, 1, t2 - t1); /* the root alone: a clean single-row batch */
     /* catching up: the earlier chunks, and the final batch's share beyond the root's row */
     d->sync_seconds = (t1 - t0) + (t2 - t1) * (double)(rows - 1) / (double)rows;
-    memcpy(d->tokens + kv->n_committed, b.tokens, (size_t)(rows - 1) * sizeof(int32_t));
+    memcpy(d->tokens + kv->n_committed, req->tokens + kv->n_committed,
+           (size_t)(rows - 1) * sizeof(int32_t));
     ar_kv_commit_all(kv, rows - 1); /* the root stays uncommitted: tree node 0 */
     *root_logits = d->logits;
     return AR_OK;
@@ -212,8 +240,9 @@ ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t 
     ar_status s = sync_and_eval_root(d, &req, &logits);
     if (s != AR_OK) return s;
     d->n_evaluated = 0; /* the evaluated row is not a tree node anyone will commit */
-    *next = ar_argmax_finite(logits, d->m->hp.n_vocab);
-    return *next >= 0 ? AR_OK : check_logits(d, logits);
+    if (ar_argmax_finite(logits, d->m->hp.n_vocab) < 0) return check_logits(d, logits);
+    *next = ar_argmax(logits, d->n_out);
+    return AR_OK;
 }
 
 /* The drafter's plain distribution (softmax, temperature 1) of one logits row, for scoring. */
@@ -226,7 +255,7 @@ static ar_status plain_probs(ar_drafter *d, const float *logits) {
     sp.top_p = 1.0f;
     sp.min_p = 0.0f;
     sp.repeat_penalty = 1.0f;
-    return ar_sampler_dist(&sp, logits, d->m->hp.n_vocab, NULL, 0, &d->probs);
+    return ar_sampler_dist(&sp, logits, d->n_out, NULL, 0, &d->probs);
 }
 
 /* The distribution of node i, made on first use (a sampled tree's internal nodes only). */
@@ -247,7 +276,7 @@ static ar_status add_children(ar_drafter *d, const ar_draft_request *req, ar_tre
     if (req->sample) {
         ar_dist *qd = NULL;
         if ((s = check_logits(d, lg)) != AR_OK || (s = node_dist(d, node, &qd)) != AR_OK) return s;
-        if ((s = ar_sampler_dist(req->sampling, lg, d->m->hp.n_vocab, NULL, 0, qd)) != AR_OK)
+        if ((s = ar_sampler_dist(req->sampling, lg, d->n_out, NULL, 0, qd)) != AR_OK)
             return s;
         q[node] = qd;
         for (int32_t k = 0; k < count && !ar_tree_full(tree); k++) {

@@ -103,6 +103,10 @@ ar_status ar_drafter_time_batch(ar_drafter *d, int32_t n, double *seconds);
 /* Runs the drafter's forward passes on `pool` from now on (pipelining gives the drafter threads
  * of its own). */
 void ar_drafter_set_pool(ar_drafter *d, ar_pool *pool);
+/* Model drafters propose ids below n_vocab only (the verifier's vocabulary, when the drafter's
+ * is larger by padding rows); committed ids beyond the drafter's own vocabulary are embedded as
+ * id 0. */
+void ar_drafter_limit_vocab(ar_drafter *d, int32_t n_vocab);
 /* The drafter's most likely next token after tokens[0..n) (n >= 1): brings its cache up to
  * tokens[0..n-1) and evaluates tokens[n-1]. -1 for drafters without a model. */
 ar_status ar_drafter_predict_next(ar_drafter *d, const int32_t *tokens, int32_t n, int32_t *next);

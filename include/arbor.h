@@ -80,14 +80,16 @@ typedef struct arbor_model_params {
                       * bit, about twice the memory. Ignored where no kernel reads such a copy. */
 } arbor_model_params;
 ARBOR_API arbor_model_params arbor_model_default_params(void);
-/* Loads a GGUF file (architectures llama and qwen2). On success *out owns the model: free it
+/* Loads a GGUF file (architectures llama (Llama 1-3, Mistral), qwen2, qwen3, gemma2, phi3); a
+ * tensor or metadata key that the architecture does not use is refused by name. On success *out owns the model: free it
  * with arbor_model_free after every context using it is freed. On failure *out is NULL. */
 ARBOR_API arbor_status arbor_model_load(const char *path, arbor_model_params params,
                                         arbor_model **out);
 ARBOR_API void arbor_model_free(arbor_model *model); /* NULL: no-op */
 
 typedef struct arbor_model_info {
-    const char *arch;  /* "llama", "qwen2" ("" for a vocabulary-only model); owned by the model */
+    const char *arch;  /* "llama", "qwen2", "qwen3", "gemma2", "phi3" ("" for a vocabulary-only
+                          model); a constant string */
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx_train;
     uint64_t weight_bytes;
     uint64_t file_bytes;
@@ -113,6 +115,36 @@ ARBOR_API arbor_token arbor_token_bos(const arbor_model *model); /* ARBOR_TOKEN_
 ARBOR_API arbor_token arbor_token_eos(const arbor_model *model); /* ARBOR_TOKEN_NONE: none */
 /* End of generation: EOS, EOT and the other ids the vocabulary declares as ending a turn. */
 ARBOR_API bool arbor_token_is_eog(const arbor_model *model, arbor_token token);
+
+/* ---- chat templates ---- */
+typedef struct arbor_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content;
+} arbor_chat_message;
+
+typedef struct arbor_chat_params {
+    const char *template_name; /* NULL: the family of the model's tokenizer.chat_template,
+                                  recognised by its markers; else a family name (see
+                                  arbor_chat_template_names) */
+    bool add_assistant;        /* end with the opening of the assistant's turn; default on */
+} arbor_chat_params;
+ARBOR_API arbor_chat_params arbor_chat_default_params(void);
+/* Formats n_messages messages in the chat template's published form (docs/api.md lists the
+ * families and how each renders). Writes at most cap bytes (no terminating NUL); returns the full
+ * length (may exceed cap: call again with more room) or a negative arbor_status: UNSUPPORTED
+ * when the model has no template or one of no supported family (pick one with template_name),
+ * INVALID_ARG for an unknown family name or a role other than the three. The text does not start
+ * with BOS: tokenize it with add_special and parse_special (arbor_generate's defaults), so the
+ * vocabulary adds BOS as it says and the template's markers become their special tokens. */
+ARBOR_API int32_t arbor_chat_format(const arbor_model *model, const arbor_chat_message *messages,
+                                    int32_t n_messages, const arbor_chat_params *params,
+                                    char *buf, int32_t cap);
+/* The family arbor_chat_format would use with these params (NULL: the defaults), as a constant
+ * string ("llama3", "chatml", ...); NULL on failure, with the reason in arbor_last_error(). */
+ARBOR_API const char *arbor_chat_template(const arbor_model *model,
+                                          const arbor_chat_params *params);
+/* The supported family names, comma-separated (a constant string). */
+ARBOR_API const char *arbor_chat_template_names(void);
 
 /* ---- contexts ---- */
 typedef enum arbor_draft_kind {

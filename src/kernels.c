@@ -35,6 +35,7 @@ void ar_attn_scalar(const ar_attn_args *a) {
             float dot = 0.0f;
             for (int d = 0; d < hd; d++) dot += q[d] * kv_value(a, a->k, a->cells[t], d);
             sc[t] = dot * a->scale;
+            if (a->softcap > 0.0f) ar_softcap_row(&sc[t], 1, a->softcap);
             if (sc[t] > max) max = sc[t];
         }
         double sum = 0.0;
@@ -64,6 +65,20 @@ static void rmsnorm_scalar(float *restrict o, const float *restrict x, const flo
 }
 static void swiglu_scalar(float *restrict g, const float *restrict u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+/* gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), the tanh approximation
+ * of GELU that Gemma uses (PyTorch's gelu(approximate="tanh")). Scalar only: one libm tanhf per
+ * element gives the same bits in any batch. */
+void ar_geglu_row(float *restrict g, const float *restrict u, int64_t n) {
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+void ar_softcap_row(float *x, int64_t n, float cap) {
+    const float inv = 1.0f / cap;
+    for (int64_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * inv);
 }
 static void (*rmsnorm_fast)(float *restrict, const float *restrict, const float *restrict, int,
                             float) = rmsnorm_scalar;

@@ -51,6 +51,7 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
             a->scores[(size_t)g * n + t] = hsum8(acc) * a->scale;
         }
     }
+    if (a->softcap > 0.0f) ar_softcap_row(a->scores, (int64_t)G * n, a->softcap);
     for (int g = 0; g < G; g++) {
         float *s = a->scores + (size_t)g * n;
         __m256 mx = _mm256_set1_ps(-INFINITY);

@@ -55,6 +55,7 @@ AI void attn_nv(const ar_attn_args *a, const int NV) {
             a->scores[(size_t)g * n + t] = _mm512_reduce_add_ps(acc) * a->scale;
         }
     }
+    if (a->softcap > 0.0f) ar_softcap_row(a->scores, (int64_t)G * n, a->softcap);
 
     /* softmax: e = exp(s - max) in place, inv = 1 / sum(e) (16 partial sums, a fixed tree) */
     for (int g = 0; g < G; g++) {

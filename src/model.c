@@ -11,7 +11,37 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-const char *ar_arch_name(ar_arch a) { return a == AR_ARCH_QWEN2 ? "qwen2" : "llama"; }
+/* One row per architecture: everything the loader and the forward pass need to know about it. */
+static const ar_arch_traits arch_traits[AR_ARCH_COUNT] = {
+    [AR_ARCH_LLAMA] = {.name = "llama", .rope = AR_ROPE_NORM, .ffn_act = AR_FFN_SILU,
+                       .rope_freqs = true, .swa = AR_SWA_ALL, .rms_eps = 1e-5f},
+    [AR_ARCH_QWEN2] = {.name = "qwen2", .rope = AR_ROPE_NEOX, .ffn_act = AR_FFN_SILU,
+                       .qkv_bias = true, .rms_eps = 1e-6f},
+    [AR_ARCH_QWEN3] = {.name = "qwen3", .rope = AR_ROPE_NEOX, .ffn_act = AR_FFN_SILU,
+                       .qk_norm = true, .rms_eps = 1e-6f},
+    [AR_ARCH_GEMMA2] = {.name = "gemma2", .rope = AR_ROPE_NEOX, .ffn_act = AR_FFN_GELU_TANH,
+                        .post_norms = true, .embd_scale = true, .softcap = true,
+                        .swa = AR_SWA_EVEN, .rms_eps = 1e-6f},
+    [AR_ARCH_PHI3] = {.name = "phi3", .rope = AR_ROPE_NEOX, .ffn_act = AR_FFN_SILU,
+                      .fused_qkv = true, .fused_gate_up = true, .longrope = true,
+                      .swa = AR_SWA_ALL, .rms_eps = 1e-5f},
+};
+
+const ar_arch_traits *ar_arch_get(ar_arch a) {
+    return (unsigned)a < AR_ARCH_COUNT ? &arch_traits[a] : &arch_traits[AR_ARCH_LLAMA];
+}
+
+const char *ar_arch_name(ar_arch a) { return ar_arch_get(a)->name; }
+
+static bool arch_from_name(ar_str name, ar_arch *out) {
+    for (int a = 0; a < AR_ARCH_COUNT; a++)
+        if (name.len == strlen(arch_traits[a].name) &&
+            !memcmp(name.ptr, arch_traits[a].name, name.len)) {
+            *out = (ar_arch)a;
+            return true;
+        }
+    return false;
+}
 
 ar_model_params ar_model_default_params(void) {
     return (ar_model_params){.vocab_only = false, .resident = false, .repack = false};
@@ -22,17 +52,21 @@ ar_model_params ar_model_default_params(void) {
 /* Every field of ar_layer is in one of these lists (checked below): code that walks a layer's
  * weights (streaming, repacking) stays right when a field is added. */
 static const size_t layer_matrices[] = {
-    offsetof(ar_layer, wq),     offsetof(ar_layer, wk),   offsetof(ar_layer, wv),
-    offsetof(ar_layer, wo),     offsetof(ar_layer, w_gate), offsetof(ar_layer, w_up),
-    offsetof(ar_layer, w_down),
+    offsetof(ar_layer, wq),   offsetof(ar_layer, wk),     offsetof(ar_layer, wv),
+    offsetof(ar_layer, wqkv), offsetof(ar_layer, wo),     offsetof(ar_layer, w_gate),
+    offsetof(ar_layer, w_up), offsetof(ar_layer, w_down),
 };
 static const size_t layer_vectors[] = {
-    offsetof(ar_layer, attn_norm), offsetof(ar_layer, bq), offsetof(ar_layer, bk),
-    offsetof(ar_layer, bv),        offsetof(ar_layer, ffn_norm),
+    offsetof(ar_layer, attn_norm), offsetof(ar_layer, bq),       offsetof(ar_layer, bk),
+    offsetof(ar_layer, bv),        offsetof(ar_layer, q_norm),   offsetof(ar_layer, k_norm),
+    offsetof(ar_layer, attn_post_norm), offsetof(ar_layer, ffn_norm),
+    offsetof(ar_layer, ffn_post_norm),
 };
-_Static_assert(sizeof(ar_layer) == sizeof layer_matrices / sizeof(size_t) * sizeof(ar_tensor) +
-                                       sizeof layer_vectors / sizeof(size_t) * sizeof(float *),
-               "a field of ar_layer is missing from layer_matrices / layer_vectors");
+/* the weights come first in ar_layer, then n_swa, its one other field */
+_Static_assert(offsetof(ar_layer, n_swa) ==
+                   sizeof layer_matrices / sizeof(size_t) * sizeof(ar_tensor) +
+                       sizeof layer_vectors / sizeof(size_t) * sizeof(float *),
+               "a weight field of ar_layer is missing from layer_matrices / layer_vectors");
 
 static bool in_range(const void *p, const void *from, size_t len) {
     return p && (uintptr_t)p >= (uintptr_t)from && (uintptr_t)p - (uintptr_t)from < len;
@@ -103,11 +137,153 @@ static ar_status hp_f32(const ar_model *m, const char *arch, const char *suffix,
     return AR_OK;
 }
 
+static bool key_is(const char *arch, const char *key, const char *suffix) {
+    size_t n = strlen(arch);
+    return !strncmp(key, arch, n) && key[n] == '.' && !strcmp(key + n + 1, suffix);
+}
+
+/* Every `<arch>.` key must be one the loader reads, or one that does not change the math: a key
+ * that changes it and is not implemented (a MoE expert count, ALiBi, a logit scale, ...) would
+ * otherwise give wrong logits without a word. */
+static ar_status check_arch_keys(const ar_model *m, const char *arch) {
+    const ar_arch_traits *tr = ar_arch_get(m->hp.arch);
+    static const char *const read[] = {
+        "context_length", "embedding_length", "block_count", "feed_forward_length",
+        "attention.head_count", "attention.head_count_kv", "attention.key_length",
+        "attention.value_length", "attention.layer_norm_rms_epsilon", "attention.scale",
+        "rope.dimension_count", "rope.freq_base", "rope.scale_linear", "rope.scaling.type",
+        "rope.scaling.factor", "rope.scaling.attn_factor", "rope.scaling.original_context_length",
+        /* informational: vocab_size is the embedding's row count; the data layout names how
+         * the converter permuted Q and K (already applied); finetuned is a training note */
+        "vocab_size", "tensor_data_layout", "rope.scaling.finetuned"};
+    size_t n = strlen(arch);
+    for (uint64_t i = 0; i < m->gguf->n_kv; i++) {
+        const char *key = m->gguf->kv[i].key;
+        if (strncmp(key, arch, n) != 0 || key[n] != '.') continue;
+        bool known = false;
+        for (size_t k = 0; k < AR_ARRAY_LEN(read) && !known; k++) known = key_is(arch, key, read[k]);
+        if (tr->swa != AR_SWA_NONE && key_is(arch, key, "attention.sliding_window")) known = true;
+        if (tr->softcap && (key_is(arch, key, "attn_logit_softcapping") ||
+                            key_is(arch, key, "final_logit_softcapping")))
+            known = true;
+        if (key_is(arch, key, "expert_count") || key_is(arch, key, "expert_used_count")) {
+            uint32_t v = 1; /* a dense model may say 0 experts */
+            known = ar_gguf_get_u32(m->gguf, key, &v) == AR_OK && v == 0;
+            ar_clear_error();
+        }
+        if (!known)
+            return ar_fail(AR_ERR_UNSUPPORTED,
+                           "%s: metadata key %s is not supported for architecture %s (what it "
+                           "changes in the model is not implemented)",
+                           m->path, key, arch);
+    }
+    return AR_OK;
+}
+
+/* rope.scaling.* and the YaRN correction range (ggml_rope_yarn_corr_dims: the dimensions whose
+ * wavelength spans between beta_fast = 32 and beta_slow = 1 rotations over the original context
+ * ramp from extrapolation to interpolation). */
+static ar_status load_rope_scaling(ar_model *m, const char *arch) {
+    ar_hparams *hp = &m->hp;
+    ar_status s;
+    char key[128];
+    float factor = 1.0f;
+    ar_str stype = {0};
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    hp->rope_scaling = AR_ROPE_SCALING_LINEAR; /* llama.cpp's default when the key is absent */
+    if ((s = ar_gguf_get_str(m->gguf, key, &stype)) == AR_OK) {
+        static const struct {
+            const char *name;
+            ar_rope_scaling type;
+        } types[] = {{"none", AR_ROPE_SCALING_NONE},
+                     {"linear", AR_ROPE_SCALING_LINEAR},
+                     {"yarn", AR_ROPE_SCALING_YARN},
+                     {"longrope", AR_ROPE_SCALING_LONGROPE}};
+        size_t k = 0;
+        while (k < AR_ARRAY_LEN(types) &&
+               !(stype.len == strlen(types[k].name) && !memcmp(stype.ptr, types[k].name, stype.len)))
+            k++;
+        if (k == AR_ARRAY_LEN(types))
+            return ar_fail(AR_ERR_UNSUPPORTED,
+                           "%s: rope scaling type '%.*s' (%s) is not supported: none, linear, "
+                           "yarn, longrope are",
+                           m->path, (int)AR_MIN(stype.len, 32), stype.ptr, key);
+        hp->rope_scaling = types[k].type;
+    } else if (s != AR_ERR_INVALID_ARG) {
+        return s;
+    }
+    ar_clear_error();
+    if (hp->rope_scaling == AR_ROPE_SCALING_LINEAR || hp->rope_scaling == AR_ROPE_SCALING_YARN) {
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
+        if (ar_gguf_find(m->gguf, key)) s = hp_f32(m, arch, "rope.scaling.factor", 1.0f, 1e-3f, 1e6f, &factor);
+        else s = hp_f32(m, arch, "rope.scale_linear", 1.0f, 1e-3f, 1e6f, &factor);
+        if (s != AR_OK) return s;
+    }
+    hp->rope_freq_scale = 1.0f / factor;
+    if ((s = hp_f32(m, arch, "rope.scaling.attn_factor", 1.0f, 1e-6f, 1e6f,
+                    &hp->rope_attn_factor)) != AR_OK)
+        return s;
+    if ((s = hp_u32(m, arch, "rope.scaling.original_context_length", false,
+                    (uint32_t)hp->n_ctx_train, 1, 1 << 24, &hp->n_ctx_orig)) != AR_OK)
+        return s;
+    if (hp->rope_scaling == AR_ROPE_SCALING_YARN) {
+        const float beta_fast = 32.0f, beta_slow = 1.0f, pi = 3.14159265358979323846f;
+        float dims[2];
+        const float beta[2] = {beta_fast, beta_slow};
+        for (int k = 0; k < 2; k++)
+            dims[k] = (float)hp->n_rot * logf((float)hp->n_ctx_orig / (beta[k] * 2.0f * pi)) /
+                      (2.0f * logf(hp->rope_base));
+        hp->yarn_corr[0] = fmaxf(0.0f, floorf(dims[0]));
+        hp->yarn_corr[1] = fminf((float)(hp->n_rot - 1), ceilf(dims[1]));
+    }
+    return AR_OK;
+}
+
+/* Sliding window, soft-capping and the attention scale: the keys the traits allow. */
+static ar_status load_attention(ar_model *m, const char *arch) {
+    ar_hparams *hp = &m->hp;
+    const ar_arch_traits *tr = ar_arch_get(hp->arch);
+    ar_status s;
+    char key[128];
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (hp->arch == AR_ARCH_GEMMA2 && hp->n_layer == 46) /* Gemma 2 27B: query_pre_attn_scalar
+                                                            = n_embd / n_head, as llama.cpp */
+        hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    snprintf(key, sizeof key, "%s.attention.scale", arch);
+    if (ar_gguf_find(m->gguf, key) &&
+        (s = hp_f32(m, arch, "attention.scale", 0.0f, 1e-6f, 1e6f, &hp->attn_scale)) != AR_OK)
+        return s;
+    if (tr->softcap) {
+        if ((s = hp_f32(m, arch, "attn_logit_softcapping", 50.0f, 1e-3f, 1e6f,
+                        &hp->attn_softcap)) != AR_OK ||
+            (s = hp_f32(m, arch, "final_logit_softcapping", 30.0f, 1e-3f, 1e6f,
+                        &hp->final_softcap)) != AR_OK)
+            return s;
+    }
+    /* defaults where the key is absent, as llama.cpp has them: Gemma 2 4096; Phi-3 files written
+     * before the key existed by their layer count and training context */
+    uint32_t dflt = 0;
+    if (hp->arch == AR_ARCH_GEMMA2) dflt = 4096;
+    if (hp->arch == AR_ARCH_PHI3) {
+        if ((hp->n_layer == 32 || hp->n_layer == 40) && hp->n_ctx_train == 4096) dflt = 2047;
+        else if (hp->n_layer == 32 && hp->n_head_kv == 32 && hp->n_ctx_train == 131072)
+            dflt = 262144;
+        else if (hp->n_layer == 40 && hp->n_ctx_train == 131072) dflt = 131072;
+    }
+    if (tr->swa != AR_SWA_NONE &&
+        (s = hp_u32(m, arch, "attention.sliding_window", false, dflt, 0, 1u << 30, &hp->n_swa)) !=
+            AR_OK)
+        return s;
+    return AR_OK;
+}
+
 static ar_status load_hparams(ar_model *m, const char *arch) {
     ar_hparams *hp = &m->hp;
+    const ar_arch_traits *tr = ar_arch_get(hp->arch);
     ar_status s;
 #define HP(call)                                                                                   \
     if ((s = (call)) != AR_OK) return s
+    HP(check_arch_keys(m, arch));
     HP(hp_u32(m, arch, "embedding_length", true, 0, 1, 65536, &hp->n_embd));
     HP(hp_u32(m, arch, "block_count", true, 0, 1, 4096, &hp->n_layer));
     HP(hp_u32(m, arch, "attention.head_count", true, 0, 1, 4096, &hp->n_head));
@@ -124,34 +300,20 @@ static ar_status load_hparams(ar_model *m, const char *arch) {
                        hp->head_dim, vlen);
     HP(hp_u32(m, arch, "rope.dimension_count", false, (uint32_t)hp->head_dim, 0, 65536,
               &hp->n_rot));
-    HP(hp_f32(m, arch, "attention.layer_norm_rms_epsilon", 1e-5f, 1e-12f, 1.0f, &hp->rms_eps));
+    HP(hp_f32(m, arch, "attention.layer_norm_rms_epsilon", tr->rms_eps, 1e-12f, 1.0f,
+              &hp->rms_eps));
     HP(hp_f32(m, arch, "rope.freq_base", 10000.0f, 1e-3f, 1e12f, &hp->rope_base));
-    float factor = 1.0f;
-    ar_str stype = {0};
-    {
-        char key[128];
-        snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-        if (ar_gguf_get_str(m->gguf, key, &stype) == AR_OK) {
-            bool linear = stype.len == 6 && !memcmp(stype.ptr, "linear", 6);
-            bool none = stype.len == 4 && !memcmp(stype.ptr, "none", 4);
-            if (!linear && !none)
-                return ar_fail(AR_ERR_UNSUPPORTED, "%s: rope scaling type '%.*s' not supported",
-                               m->path, (int)AR_MIN(stype.len, 32), stype.ptr);
-            if (linear) HP(hp_f32(m, arch, "rope.scaling.factor", 1.0f, 1e-3f, 1e6f, &factor));
-        } else {
-            HP(hp_f32(m, arch, "rope.scale_linear", 1.0f, 1e-3f, 1e6f, &factor));
-        }
-    }
-    ar_clear_error();
-    hp->rope_freq_scale = 1.0f / factor;
-#undef HP
     if (hp->n_head % hp->n_head_kv != 0)
         return ar_fail(AR_ERR_FORMAT, "%s: head count %d is not a multiple of KV head count %d",
                        m->path, hp->n_head, hp->n_head_kv);
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
         return ar_fail(AR_ERR_FORMAT, "%s: rope dimension %d must be even and <= head size %d",
                        m->path, hp->n_rot, hp->head_dim);
-    hp->rope_type = hp->arch == AR_ARCH_QWEN2 ? AR_ROPE_NEOX : AR_ROPE_NORM;
+    HP(load_rope_scaling(m, arch));
+    HP(load_attention(m, arch));
+#undef HP
+    ar_clear_error();
+    hp->rope_type = tr->rope;
     return AR_OK;
 }
 
@@ -192,6 +354,7 @@ static ar_status get_tensor(ar_model *m, const char *name, int64_t n_in, int64_t
                            "activation block",
                            m->path, name, (long long)n_in, at ? at->name : "?");
     }
+    if (m->claimed) m->claimed[t - m->gguf->tensors] = 1;
     out->name = t->name;
     out->type = t->type;
     for (int i = 0; i < 4; i++) out->ne[i] = t->ne[i];
@@ -225,6 +388,95 @@ static ar_status get_vector(ar_model *m, owned_buf *ob, const char *name, int64_
     return AR_OK;
 }
 
+/* The tensors of one layer the architecture's traits call for. */
+static ar_status load_layer(ar_model *m, owned_buf *ob, int32_t l) {
+    const ar_hparams *hp = &m->hp;
+    const ar_arch_traits *tr = ar_arch_get(hp->arch);
+    ar_layer *L = &m->layers[l];
+    const int64_t E = hp->n_embd, F = hp->n_ff, HD = hp->head_dim;
+    const int64_t QD = (int64_t)hp->n_head * hp->head_dim, KVD = (int64_t)hp->n_head_kv * hp->head_dim;
+    ar_status s;
+    char name[96];
+#define T(field, suffix, n_in, n_out)                                                              \
+    snprintf(name, sizeof name, "blk.%d.%s", l, suffix);                                           \
+    if ((s = get_tensor(m, name, n_in, n_out, false, &L->field)) != AR_OK) return s
+#define VEC(field, suffix, n, opt)                                                                 \
+    snprintf(name, sizeof name, "blk.%d.%s", l, suffix);                                           \
+    if ((s = get_vector(m, ob, name, n, opt, &L->field)) != AR_OK) return s
+    VEC(attn_norm, "attn_norm.weight", E, false);
+    if (tr->fused_qkv) {
+        T(wqkv, "attn_qkv.weight", E, QD + 2 * KVD);
+    } else {
+        T(wq, "attn_q.weight", E, QD);
+        T(wk, "attn_k.weight", E, KVD);
+        T(wv, "attn_v.weight", E, KVD);
+        VEC(bq, "attn_q.bias", QD, !tr->qkv_bias);
+        VEC(bk, "attn_k.bias", KVD, !tr->qkv_bias);
+        VEC(bv, "attn_v.bias", KVD, !tr->qkv_bias);
+    }
+    if (tr->qk_norm) {
+        VEC(q_norm, "attn_q_norm.weight", HD, false);
+        VEC(k_norm, "attn_k_norm.weight", HD, false);
+    }
+    T(wo, "attn_output.weight", QD, E);
+    if (tr->post_norms) {
+        VEC(attn_post_norm, "post_attention_norm.weight", E, false);
+        VEC(ffn_post_norm, "post_ffw_norm.weight", E, false);
+    }
+    VEC(ffn_norm, "ffn_norm.weight", E, false);
+    if (tr->fused_gate_up) {
+        T(w_up, "ffn_up.weight", E, 2 * F);
+    } else {
+        T(w_gate, "ffn_gate.weight", E, F);
+        T(w_up, "ffn_up.weight", E, F);
+    }
+    T(w_down, "ffn_down.weight", F, E);
+#undef T
+#undef VEC
+    bool sliding = tr->swa == AR_SWA_ALL || (tr->swa == AR_SWA_EVEN && l % 2 == 0);
+    L->n_swa = sliding ? hp->n_swa : 0;
+    return AR_OK;
+}
+
+/* rope_freqs (Llama 3.1+) and the longrope pair (Phi-3) where the traits allow them. */
+static ar_status load_rope_factors(ar_model *m, owned_buf *ob) {
+    const ar_hparams *hp = &m->hp;
+    const ar_arch_traits *tr = ar_arch_get(hp->arch);
+    const int64_t n = hp->n_rot / 2;
+    ar_status s;
+    if (tr->rope_freqs &&
+        (s = get_vector(m, ob, "rope_freqs.weight", n, true, &m->rope_freqs)) != AR_OK)
+        return s;
+    if (tr->longrope) {
+        bool want = hp->rope_scaling == AR_ROPE_SCALING_LONGROPE;
+        if ((s = get_vector(m, ob, "rope_factors_long.weight", n, !want, &m->rope_long)) != AR_OK ||
+            (s = get_vector(m, ob, "rope_factors_short.weight", n, !want,
+                            &m->rope_short)) != AR_OK)
+            return s;
+        if ((m->rope_long == NULL) != (m->rope_short == NULL))
+            return ar_fail(AR_ERR_FORMAT, "%s: rope_factors_long.weight and "
+                                          "rope_factors_short.weight come as a pair", m->path);
+    }
+    const float *f[3] = {m->rope_freqs, m->rope_long, m->rope_short};
+    for (int k = 0; k < 3; k++)
+        for (int64_t i = 0; f[k] && i < n; i++)
+            if (!(f[k][i] >= 1e-6f && f[k][i] <= 1e6f))
+                return ar_fail(AR_ERR_FORMAT, "%s: rope frequency factor %lld is %g, not in "
+                                              "[1e-6, 1e6]", m->path, (long long)i, f[k][i]);
+    return AR_OK;
+}
+
+/* Every tensor of the file must have been claimed above: one the forward pass would not use is
+ * part of a computation arbor does not implement. */
+static ar_status check_all_tensors_used(const ar_model *m) {
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+        if (!m->claimed[i])
+            return ar_fail(AR_ERR_UNSUPPORTED,
+                           "%s: tensor %s is not used by architecture %s (refusing to ignore it)",
+                           m->path, m->gguf->tensors[i].name, ar_arch_name(m->hp.arch));
+    return AR_OK;
+}
+
 static ar_status load_tensors(ar_model *m) {
     const ar_hparams *hp = &m->hp;
     ar_status s;
@@ -234,47 +486,28 @@ static ar_status load_tensors(ar_model *m) {
         return ar_fail(AR_ERR_FORMAT, "%s: token_embd.weight: vocabulary size %lld out of range",
                        m->path, (long long)emb->ne[1]);
     m->hp.n_vocab = (int32_t)emb->ne[1];
-    int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff;
+    int64_t E = hp->n_embd, V = hp->n_vocab;
     int64_t QD = (int64_t)hp->n_head * hp->head_dim, KVD = (int64_t)hp->n_head_kv * hp->head_dim;
+    m->claimed = calloc(m->gguf->n_tensors ? m->gguf->n_tensors : 1, 1);
+    if (!m->claimed) return ar_fail(AR_ERR_NOMEM, "%s: out of memory", m->path);
     if ((s = get_tensor(m, "token_embd.weight", E, V, false, &m->tok_embd)) != AR_OK) return s;
     if ((s = get_tensor(m, "output.weight", E, V, true, &m->output)) != AR_OK) return s;
     if (!m->output.data) m->output = m->tok_embd; /* tied */
 
     /* room for every 1-D tensor in case none is stored as F32 */
-    size_t n_vec = (size_t)E * (1 + 2 * (size_t)hp->n_layer) + (size_t)hp->n_layer * (QD + 2 * KVD);
+    size_t per_layer = 4 * (size_t)E + (size_t)QD + 2 * (size_t)KVD + 2 * (size_t)hp->head_dim;
+    size_t n_vec = (size_t)E + (size_t)hp->n_layer * per_layer + 3 * (size_t)(hp->n_rot / 2 + 1);
     owned_buf ob = {.data = calloc(n_vec, sizeof(float)), .cap = n_vec};
     if (!ob.data) return ar_fail(AR_ERR_NOMEM, "%s: out of memory", m->path);
     m->owned = ob.data;
     if ((s = get_vector(m, &ob, "output_norm.weight", E, false, &m->output_norm)) != AR_OK)
         return s;
+    if ((s = load_rope_factors(m, &ob)) != AR_OK) return s;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return ar_fail(AR_ERR_NOMEM, "%s: out of memory", m->path);
-    bool biases = hp->arch == AR_ARCH_QWEN2;
-    for (int32_t l = 0; l < hp->n_layer; l++) {
-        ar_layer *L = &m->layers[l];
-        char name[96];
-#define T(field, suffix, n_in, n_out)                                                              \
-    snprintf(name, sizeof name, "blk.%d.%s", l, suffix);                                           \
-    if ((s = get_tensor(m, name, n_in, n_out, false, &L->field)) != AR_OK) return s
-#define VEC(field, suffix, n, opt)                                                                 \
-    snprintf(name, sizeof name, "blk.%d.%s", l, suffix);                                           \
-    if ((s = get_vector(m, &ob, name, n, opt, &L->field)) != AR_OK) return s
-        VEC(attn_norm, "attn_norm.weight", E, false);
-        T(wq, "attn_q.weight", E, QD);
-        T(wk, "attn_k.weight", E, KVD);
-        T(wv, "attn_v.weight", E, KVD);
-        T(wo, "attn_output.weight", QD, E);
-        VEC(bq, "attn_q.bias", QD, !biases);
-        VEC(bk, "attn_k.bias", KVD, !biases);
-        VEC(bv, "attn_v.bias", KVD, !biases);
-        VEC(ffn_norm, "ffn_norm.weight", E, false);
-        T(w_gate, "ffn_gate.weight", E, F);
-        T(w_up, "ffn_up.weight", E, F);
-        T(w_down, "ffn_down.weight", F, E);
-#undef T
-#undef VEC
-    }
-    return AR_OK;
+    for (int32_t l = 0; l < hp->n_layer; l++)
+        if ((s = load_layer(m, &ob, l)) != AR_OK) return s;
+    return check_all_tensors_used(m);
 }
 
 uint64_t ar_model_pass_bytes(const ar_model *m, int32_t n_layers) {
@@ -312,8 +545,12 @@ static void make_resident(ar_model *m) {
 static int model_matrices(ar_model *m, ar_tensor **out) {
     int n = 0;
     for (int32_t l = 0; l < m->hp.n_layer; l++)
-        for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++, n++)
-            if (out) out[n] = (ar_tensor *)((uint8_t *)&m->layers[l] + layer_matrices[i]);
+        for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++) {
+            ar_tensor *t = (ar_tensor *)((uint8_t *)&m->layers[l] + layer_matrices[i]);
+            if (!t->data) continue; /* absent in this architecture (fused or not) */
+            if (out) out[n] = t;
+            n++;
+        }
     if (out) out[n] = &m->output;
     return n + 1;
 }
@@ -371,15 +608,18 @@ ar_status ar_model_load(const char *path, ar_model_params params, ar_model **out
         }
         char name[32] = {0};
         memcpy(name, arch.ptr, AR_MIN(arch.len, sizeof name - 1));
-        if (arch.len == 5 && !memcmp(arch.ptr, "llama", 5)) m->hp.arch = AR_ARCH_LLAMA;
-        else if (arch.len == 5 && !memcmp(arch.ptr, "qwen2", 5)) m->hp.arch = AR_ARCH_QWEN2;
-        else {
+        if (!arch_from_name(arch, &m->hp.arch)) {
             s = ar_fail(AR_ERR_UNSUPPORTED,
-                        "%s: architecture '%s' is not supported (llama, qwen2 are)", path, name);
+                        "%s: architecture '%s' is not supported (llama, qwen2, qwen3, gemma2, "
+                        "phi3 are)",
+                        path, name);
             goto fail;
         }
         if ((s = load_hparams(m, name)) != AR_OK) goto fail;
-        if ((s = load_tensors(m)) != AR_OK) goto fail;
+        s = load_tensors(m);
+        free(m->claimed);
+        m->claimed = NULL;
+        if (s != AR_OK) goto fail;
         if (ar_vocab_n_tokens(m->vocab) > m->hp.n_vocab + 128 ||
             ar_vocab_n_tokens(m->vocab) < 1) {
             s = ar_fail(AR_ERR_FORMAT, "%s: tokenizer has %d tokens but the model's vocabulary is %d",

@@ -1,15 +1,16 @@
-/* model.h: llama-family transformer (architectures `llama` and `qwen2`) loaded from GGUF, its KV
- * cache, and the batched forward pass.
+/* model.h: decoder-only transformers loaded from GGUF (architectures llama, qwen2, qwen3, gemma2,
+ * phi3: the traits table in model.c says how they differ), their KV cache, and the batched
+ * forward pass.
  *
  * A batch is a set of tokens with a parent relation: row i attends to the whole committed
  * context, to its ancestors in the batch and to itself. A plain prompt is the chain
  * parent[i] = i - 1; a token tree is any parent array with parent[i] < i. Row i sits at position
  * n_committed + depth(i). Every row is computed by the same per-row code (matmul columns are
  * independent, activations are rounded per row, attention visits visible entries in position
- * order), so a token's logits and KV entries are bit-identical whether it is evaluated alone or
- * inside a batch of any size: that is what makes speculative output exactly the verifier's own.
- * The one exception is asked for: prompt chunks (ar_batch.prompt) of more than
- * AR_BATCH_INVARIANT rows may use BLAS for float weights. */
+ * order; a sliding window depends on positions only), so a token's logits and KV entries are
+ * bit-identical whether it is evaluated alone or inside a batch of any size: that is what makes
+ * speculative output exactly the verifier's own. The one exception is asked for: prompt chunks
+ * (ar_batch.prompt) of more than AR_BATCH_INVARIANT rows may use BLAS for float weights. */
 #ifndef ARBOR_MODEL_H
 #define ARBOR_MODEL_H
 
@@ -22,8 +23,52 @@
  * depends on the batch; every other batch uses only batch-invariant kernels. */
 #define AR_BATCH_INVARIANT 64
 
-typedef enum ar_arch { AR_ARCH_LLAMA = 0, AR_ARCH_QWEN2 = 1 } ar_arch;
+typedef enum ar_arch {
+    AR_ARCH_LLAMA = 0, /* also Llama 3.x (rope_freqs.weight) and Mistral (sliding window) */
+    AR_ARCH_QWEN2 = 1,
+    AR_ARCH_QWEN3 = 2,
+    AR_ARCH_GEMMA2 = 3,
+    AR_ARCH_PHI3 = 4,
+    AR_ARCH_COUNT
+} ar_arch;
 typedef enum ar_rope_type { AR_ROPE_NORM = 0, AR_ROPE_NEOX = 1 } ar_rope_type;
+typedef enum ar_ffn_act {
+    AR_FFN_SILU = 0,     /* down(silu(gate) * up) */
+    AR_FFN_GELU_TANH = 1 /* down(gelu_tanh(gate) * up) */
+} ar_ffn_act;
+/* Which layers attend through <arch>.attention.sliding_window. */
+typedef enum ar_swa_layers {
+    AR_SWA_NONE = 0, /* none: the key is refused (its meaning for the family is not implemented) */
+    AR_SWA_ALL = 1,  /* every layer (Mistral, Phi-3) */
+    AR_SWA_EVEN = 2  /* layers 0, 2, 4, ...; the odd ones are global (Gemma 2) */
+} ar_swa_layers;
+typedef enum ar_rope_scaling {
+    AR_ROPE_SCALING_NONE = 0,
+    AR_ROPE_SCALING_LINEAR = 1,  /* positions divided by rope.scaling.factor */
+    AR_ROPE_SCALING_YARN = 2,    /* YaRN: interpolation ramped in by frequency, magnitude scale */
+    AR_ROPE_SCALING_LONGROPE = 3 /* Phi-3: per-frequency factors (long or short by context) */
+} ar_rope_scaling;
+
+/* What one architecture is, as data: the forward pass and the loader read these fields instead of
+ * testing the architecture (one row per architecture in model.c; docs/design.md has the table). */
+typedef struct ar_arch_traits {
+    const char *name;       /* general.architecture */
+    ar_rope_type rope;      /* which dimensions rotate together */
+    ar_ffn_act ffn_act;
+    bool qkv_bias;          /* attn_{q,k,v}.bias required (other archs: used when present) */
+    bool qk_norm;           /* attn_{q,k}_norm.weight: RMSNorm of each q and k head (Qwen3) */
+    bool fused_qkv;         /* attn_qkv.weight: q, k, v stacked in one matrix (Phi-3) */
+    bool fused_gate_up;     /* ffn_up.weight: gate then up stacked, 2 * n_ff outputs (Phi-3) */
+    bool post_norms;        /* post_attention_norm and post_ffw_norm before each residual add */
+    bool embd_scale;        /* embeddings multiplied by sqrt(n_embd) (Gemma 2) */
+    bool softcap;           /* attn_logit_softcapping / final_logit_softcapping keys (Gemma 2) */
+    bool rope_freqs;        /* rope_freqs.weight: per-frequency divisors (Llama 3.1+) */
+    bool longrope;          /* rope_factors_long/short.weight (Phi-3 128k) */
+    ar_swa_layers swa;      /* layers that use the sliding window */
+    float rms_eps;          /* default of attention.layer_norm_rms_epsilon */
+} ar_arch_traits;
+
+const ar_arch_traits *ar_arch_get(ar_arch a);
 
 typedef struct ar_hparams {
     ar_arch arch;
@@ -38,19 +83,32 @@ typedef struct ar_hparams {
     int32_t n_rot;       /* rotated dims per head (<arch>.rope.dimension_count) */
     float rms_eps;
     float rope_base;
-    float rope_freq_scale; /* 1 / linear scaling factor */
+    float rope_freq_scale;  /* 1 / rope.scaling.factor (linear and YaRN) */
     ar_rope_type rope_type;
+    ar_rope_scaling rope_scaling;
+    float rope_attn_factor; /* multiplies cos and sin (rope.scaling.attn_factor; YaRN adds its own) */
+    int32_t n_ctx_orig;     /* rope.scaling.original_context_length (YaRN, longrope) */
+    float yarn_corr[2];     /* YaRN: the dimension range where interpolation ramps in */
+    float attn_scale;       /* q·k multiplier: 1/sqrt(head_dim), or the file's */
+    float attn_softcap;     /* scores -> c * tanh(scores / c) before the softmax; 0: none */
+    float final_softcap;    /* the same on the logits */
+    int32_t n_swa;          /* sliding window of the layers the traits name; 0: none */
 } ar_hparams;
 
 typedef struct ar_layer {
     const float *attn_norm;              /* [n_embd] */
     ar_tensor wq;                        /* n_embd -> n_head * head_dim */
     ar_tensor wk, wv;                    /* n_embd -> n_head_kv * head_dim */
+    ar_tensor wqkv;                      /* fused_qkv: n_embd -> q_dim + 2 * kv_dim (wq.. empty) */
     ar_tensor wo;                        /* n_head * head_dim -> n_embd */
-    const float *bq, *bk, *bv;           /* qwen2 biases, NULL for llama */
+    const float *bq, *bk, *bv;           /* biases (qwen2; optional for llama), or NULL */
+    const float *q_norm, *k_norm;        /* qk_norm: [head_dim], or NULL */
+    const float *attn_post_norm;         /* post_norms: [n_embd], or NULL */
     const float *ffn_norm;               /* [n_embd] */
-    ar_tensor w_gate, w_up;              /* n_embd -> n_ff */
+    ar_tensor w_gate, w_up;              /* n_embd -> n_ff (fused_gate_up: w_up -> 2 * n_ff) */
     ar_tensor w_down;                    /* n_ff -> n_embd */
+    const float *ffn_post_norm;          /* post_norms: [n_embd], or NULL */
+    int32_t n_swa;                       /* this layer's sliding window; 0: global attention */
 } ar_layer;
 
 /* Every weight pointer of a layer (the matrices' data and the vectors) that lies in
@@ -70,6 +128,9 @@ typedef struct ar_model {
     const float *output_norm; /* [n_embd] */
     ar_tensor output;         /* n_embd -> n_vocab (tok_embd when tied) */
     ar_layer *layers;         /* [n_layer] */
+    const float *rope_freqs;  /* [n_rot / 2] divisors of the rotation frequencies, or NULL */
+    const float *rope_long, *rope_short; /* longrope: [n_rot / 2] each */
+    uint8_t *claimed;         /* while loading: which of the file's tensors the model uses */
     void *owned;              /* dequantized copies of small 1-D tensors stored in other formats */
     bool resident;            /* pre-faulted (and mlocked when permitted) */
     void *packed;             /* repacked copies of the matrices (params.repack), or NULL */

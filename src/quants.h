@@ -502,6 +502,8 @@ typedef struct ar_attn_args {
     int hd, group;
     bool f16;                  /* cache of F16 values, else F32 */
     float scale;
+    float softcap;             /* > 0: each score s becomes softcap * tanh(s / softcap) before the
+                                  softmax (ar_softcap_row, the same scalar code in every kernel) */
     float *scores;             /* scratch [group][n] */
 } ar_attn_args;
 typedef void (*ar_attn_fn)(const ar_attn_args *a);
@@ -518,6 +520,10 @@ void ar_attn_avx512(const ar_attn_args *a);
 void ar_rmsnorm_row(float *restrict o, const float *restrict x, const float *restrict g, int n,
                     float eps);
 void ar_swiglu_row(float *restrict g, const float *restrict u, int64_t n);
+/* geglu: g = gelu_tanh(g) * u, gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+ * softcap: x = cap * tanh(x / cap) (Gemma 2's attention scores and logits). Scalar, per element. */
+void ar_geglu_row(float *restrict g, const float *restrict u, int64_t n);
+void ar_softcap_row(float *x, int64_t n, float cap);
 void ar_rmsnorm_row_avx2(float *restrict o, const float *restrict x, const float *restrict g,
                          int n, float eps);
 void ar_rmsnorm_row_avx512(float *restrict o, const float *restrict x, const float *restrict g,

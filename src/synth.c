@@ -20,19 +20,20 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "gguf.h"
 #include "threadpool.h"
 
 static const ar_synth_shape presets[] = {
-    {"stories15m", 288, 768, 6, 6, 6, 256, false, false},
-    {"stories42m", 512, 1376, 8, 8, 8, 1024, false, false},
-    {"stories110m", 768, 2048, 12, 12, 12, 1024, false, false},
-    {"tinyllama", 2048, 5632, 22, 32, 4, 2048, false, false},
-    {"llama7b", 4096, 11008, 32, 32, 32, 4096, true, false},
+    {"stories15m", 288, 768, 6, 6, 6, 256, false, false, 0},
+    {"stories42m", 512, 1376, 8, 8, 8, 1024, false, false, 0},
+    {"stories110m", 768, 2048, 12, 12, 12, 1024, false, false, 0},
+    {"tinyllama", 2048, 5632, 22, 32, 4, 2048, false, false, 0},
+    {"llama7b", 4096, 11008, 32, 32, 32, 4096, true, false, 0},
     /* for tests: tiny, with rows that exercise both fallbacks (64 and 172 values) */
-    {"tiny", 64, 172, 2, 4, 2, 256, false, true},
+    {"tiny", 64, 172, 2, 4, 2, 256, false, true, 0},
 };
 
 const ar_synth_shape *ar_synth_preset(const char *name) {
@@ -48,7 +49,12 @@ const ar_synth_shape *ar_synth_presets(int *n) {
 }
 
 ar_synth_params ar_synth_default_params(void) {
-    return (ar_synth_params){.type = -1, .seed = 1, .eps = 1.0f, .eps_layer = -1, .n_threads = 1};
+    return (ar_synth_params){.type = -1,
+                             .seed = 1,
+                             .eps = 1.0f,
+                             .eps_layer = -1,
+                             .n_threads = 1,
+                             .add_space_prefix = -1};
 }
 
 /* ---- integer randomness ---- */
@@ -87,7 +93,7 @@ static double irwin_hall_sd(void) {
 
 /* ---- the tensor plan ---- */
 
-typedef enum { FILL_GAUSS, FILL_GAIN } fill_kind;
+typedef enum { FILL_GAUSS, FILL_GAIN, FILL_VALUES } fill_kind;
 
 typedef struct plan_tensor {
     char name[96];
@@ -99,6 +105,7 @@ typedef struct plan_tensor {
     float scale; /* value = (float)draw * scale (GAIN: base + that) */
     float base;
     uint64_t key;
+    float *values; /* FILL_VALUES: the tensor's values (rope factor tables), owned */
 } plan_tensor;
 
 typedef struct plan {
@@ -106,6 +113,7 @@ typedef struct plan {
     size_t n, cap;
     int32_t n_embd;
     bool tied; /* no output.weight: the embedding is also the head */
+    bool embd_scale; /* the forward pass multiplies embeddings by sqrt(n_embd) (gemma2) */
     uint64_t seed;
     float eps;
     int32_t eps_layer;
@@ -142,6 +150,7 @@ static void assign_scale(const plan *pl, plan_tensor *t) {
     const double sd = irwin_hall_sd();
     const double inv_sqrt_in = 1.0 / newton_sqrt((double)(t->n_in > 0 ? t->n_in : 1));
     double std, base = 1.0;
+    if (t->kind == FILL_VALUES) return;
     t->kind = FILL_GAUSS;
     if (t->n_dims == 1 && (ends_with(t->name, "norm.weight"))) {
         t->kind = FILL_GAIN;
@@ -154,9 +163,11 @@ static void assign_scale(const plan *pl, plan_tensor *t) {
          * collapses onto one token); at a tenth of it, that term is noise and final norm gains
          * of 10 restore the logit spread. */
         std = pl->tied ? 0.48 * inv_sqrt_in : 1.0;
+        if (pl->embd_scale) std *= inv_sqrt_in; /* undo the forward pass's sqrt(n_embd) */
     } else if (!strcmp(t->name, "output.weight")) {
         std = 4.8 * inv_sqrt_in;
-    } else if (ends_with(t->name, "attn_q.weight") || ends_with(t->name, "attn_k.weight")) {
+    } else if (ends_with(t->name, "attn_q.weight") || ends_with(t->name, "attn_k.weight") ||
+               ends_with(t->name, "attn_qkv.weight")) {
         std = 1.28 * inv_sqrt_in;
     } else if (ends_with(t->name, "attn_v.weight") || ends_with(t->name, "attn_output.weight") ||
                ends_with(t->name, "ffn_gate.weight") || ends_with(t->name, "ffn_up.weight") ||
@@ -176,6 +187,13 @@ static void assign_scale(const plan *pl, plan_tensor *t) {
     if (pl->eps_layer >= 0 && layer >= pl->eps_layer &&
         (ends_with(t->name, "attn_output.weight") || ends_with(t->name, "ffn_down.weight")))
         std *= (double)pl->eps;
+    /* post-normed blocks (gemma2) undo a scaled projection: their post-norm gains carry eps */
+    if (pl->eps_layer >= 0 && layer >= pl->eps_layer &&
+        (ends_with(t->name, "post_attention_norm.weight") ||
+         ends_with(t->name, "post_ffw_norm.weight"))) {
+        std *= (double)pl->eps;
+        base *= (double)pl->eps;
+    }
     t->scale = (float)(std / sd);
     t->base = (float)base;
     t->key = mix64(pl->seed ^ mix64(fnv1a64(t->name)));
@@ -223,6 +241,10 @@ typedef struct fill_ctx {
 } fill_ctx;
 
 static void gen_values(const plan_tensor *t, int64_t first, int64_t count, float *out) {
+    if (t->kind == FILL_VALUES) {
+        memcpy(out, t->values + first, (size_t)count * sizeof(float));
+        return;
+    }
     const float scale = t->scale;
     if (scale == 0.0f) { /* eps = 0: exact zeros (not -0), so those layers add nothing */
         memset(out, 0, (size_t)count * sizeof(float));
@@ -267,21 +289,96 @@ static ar_status fill_tensor(void *user, uint64_t index, void *dst, uint64_t siz
 
 /* ---- metadata ---- */
 
-static ar_status copy_tokenizer(ar_gguf_writer *w, const char *vocab_path, int64_t *n_vocab) {
+/* The token list with p->extra_tokens appended (as control tokens with score 0), then
+ * p->n_pad_tokens "[PAD<id>]" tokens of type unused (as converters pad a vocabulary to the
+ * embedding's row count), the scores and types extended to match. */
+static ar_status write_extended_tokens(ar_gguf_writer *w, const ar_gguf *g,
+                                       const ar_gguf_kv *toks, const ar_synth_params *p) {
+    const uint64_t n0 = toks->arr_n, n1 = n0 + (uint64_t)p->n_extra_tokens;
+    const uint64_t n = n1 + (uint64_t)p->n_pad_tokens;
+    ar_str *strs = malloc(n * sizeof *strs);
+    float *scores = malloc(n * sizeof *scores);
+    int32_t *types = malloc(n * sizeof *types);
+    char *pads = malloc((size_t)(n - n1) * 24 + 1);
+    ar_status s = AR_OK;
+    if (!strs || !scores || !types || !pads) s = ar_fail(AR_ERR_NOMEM, "synth: out of memory");
+    const ar_gguf_kv *sc = ar_gguf_find(g, "tokenizer.ggml.scores");
+    const ar_gguf_kv *ty = ar_gguf_find(g, "tokenizer.ggml.token_type");
+    if (sc && (sc->type != AR_GGUF_ARRAY || sc->arr_n != n0)) sc = NULL;
+    if (ty && (ty->type != AR_GGUF_ARRAY || ty->arr_n != n0)) ty = NULL;
+    for (uint64_t i = 0; s == AR_OK && i < n; i++) {
+        if (i < n0) {
+            strs[i] = toks->arr_strs[i];
+            scores[i] = sc ? (float)ar_gguf_arr_f64(sc, i) : 0.0f;
+            types[i] = ty ? (int32_t)ar_gguf_arr_i64(ty, i) : 1;
+        } else if (i < n1) {
+            const char *t = p->extra_tokens[i - n0];
+            strs[i] = (ar_str){t, strlen(t)};
+            scores[i] = 0.0f;
+            types[i] = 3; /* control */
+        } else {
+            char *t = pads + (i - n1) * 24;
+            int k = snprintf(t, 24, "[PAD%" PRIu64 "]", i);
+            strs[i] = (ar_str){t, (uint64_t)k};
+            scores[i] = 0.0f;
+            types[i] = 5; /* unused */
+        }
+    }
+    if (s == AR_OK) s = ar_gguf_set_arr_str(w, "tokenizer.ggml.tokens", strs, n);
+    if (s == AR_OK && sc) s = ar_gguf_set_arr(w, "tokenizer.ggml.scores", AR_GGUF_FLOAT32, scores, n);
+    if (s == AR_OK) s = ar_gguf_set_arr(w, "tokenizer.ggml.token_type", AR_GGUF_INT32, types, n);
+    free(strs);
+    free(scores);
+    free(types);
+    free(pads);
+    return s;
+}
+
+static ar_status copy_tokenizer(ar_gguf_writer *w, const ar_synth_params *p, int64_t *n_vocab) {
+    const char *vocab_path = p->vocab_path;
     ar_gguf *g = NULL;
     ar_status s = ar_gguf_open(vocab_path, &g);
     if (s != AR_OK) return s;
     const ar_gguf_kv *toks = NULL;
+    const bool extend = p->n_extra_tokens > 0 || p->n_pad_tokens > 0;
     if (ar_gguf_get_arr(g, "tokenizer.ggml.tokens", AR_GGUF_STRING, &toks) != AR_OK) {
         s = ar_fail(AR_ERR_FORMAT,
                     "%s: no tokenizer (tokenizer.ggml.tokens missing or not strings)", vocab_path);
     } else if (toks->arr_n < 1 || toks->arr_n > (1u << 24)) {
         s = ar_fail(AR_ERR_FORMAT, "%s: %" PRIu64 " tokens: out of range", vocab_path, toks->arr_n);
     } else {
-        *n_vocab = (int64_t)toks->arr_n;
-        for (uint64_t i = 0; i < g->n_kv && s == AR_OK; i++)
-            if (!strncmp(g->kv[i].key, "tokenizer.", 10)) s = ar_gguf_copy_kv(w, &g->kv[i]);
+        *n_vocab = (int64_t)toks->arr_n + p->n_extra_tokens + p->n_pad_tokens;
+        for (uint64_t i = 0; i < g->n_kv && s == AR_OK; i++) {
+            const char *key = g->kv[i].key;
+            if (strncmp(key, "tokenizer.", 10) != 0) continue;
+            if (extend && (!strcmp(key, "tokenizer.ggml.tokens") ||
+                           !strcmp(key, "tokenizer.ggml.scores") ||
+                           !strcmp(key, "tokenizer.ggml.token_type"))) {
+                if (!strcmp(key, "tokenizer.ggml.tokens"))
+                    s = write_extended_tokens(w, g, toks, p);
+                continue;
+            }
+            s = ar_gguf_copy_kv(w, &g->kv[i]);
+        }
     }
+    if (s == AR_OK && p->chat_template)
+        s = ar_gguf_set_str(w, "tokenizer.chat_template", p->chat_template);
+    if (s == AR_OK && p->bos_token) {
+        int64_t id = -1;
+        for (uint64_t i = 0; toks && i < toks->arr_n && id < 0; i++)
+            if (toks->arr_strs[i].len == strlen(p->bos_token) &&
+                !memcmp(toks->arr_strs[i].ptr, p->bos_token, toks->arr_strs[i].len))
+                id = (int64_t)i;
+        for (int32_t i = 0; toks && i < p->n_extra_tokens && id < 0; i++)
+            if (!strcmp(p->extra_tokens[i], p->bos_token)) id = (int64_t)toks->arr_n + i;
+        if (id < 0)
+            s = ar_fail(AR_ERR_INVALID_ARG, "synth: BOS token '%.40s' is not in the vocabulary",
+                        p->bos_token);
+        if (s == AR_OK) s = ar_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)id);
+        if (s == AR_OK) s = ar_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", true);
+    }
+    if (s == AR_OK && p->add_space_prefix >= 0)
+        s = ar_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", p->add_space_prefix != 0);
     ar_gguf_close(g);
     return s;
 }
@@ -301,10 +398,90 @@ static ar_status check_shape(const ar_synth_shape *sh) {
     return AR_OK;
 }
 
+/* What each synth architecture writes (synth.h lists them). */
+typedef struct synth_arch {
+    const char *name, *arch; /* synth name, general.architecture */
+    float rms_eps, rope_base;
+    bool tied, biases, qk_norm, fused, post_norms, softcap, rope_freqs, swa;
+    int32_t swa_default;
+} synth_arch;
+
+static const synth_arch synth_archs[] = {
+    {"llama", "llama", 1e-5f, 10000.0f, false, false, false, false, false, false, false, false, 0},
+    {"llama3", "llama", 1e-5f, 500000.0f, false, false, false, false, false, false, true, false, 0},
+    {"mistral", "llama", 1e-5f, 1e6f, false, false, false, false, false, false, false, true, 4096},
+    {"qwen2", "qwen2", 1e-6f, 1e6f, true, true, false, false, false, false, false, false, 0},
+    {"qwen3", "qwen3", 1e-6f, 1e6f, true, false, true, false, false, false, false, false, 0},
+    {"gemma2", "gemma2", 1e-6f, 10000.0f, true, false, false, false, true, true, false, true, 4096},
+    {"phi3", "phi3", 1e-5f, 10000.0f, false, false, false, true, false, false, false, true, 0},
+};
+
+const char *ar_synth_arch_names(void) {
+    return "llama, llama3, mistral, qwen2, qwen3, gemma2, phi3";
+}
+
+/* A 1-D F32 tensor with given values (the plan owns them). */
+static ar_status plan_values(plan *pl, const char *name, float *values, int64_t n) {
+    if (!values) return ar_fail(AR_ERR_NOMEM, "synth: out of memory");
+    ar_status s = plan_add(pl, name, AR_TYPE_F32, 1, &n);
+    if (s != AR_OK) {
+        free(values);
+        return s;
+    }
+    pl->t[pl->n - 1].kind = FILL_VALUES;
+    pl->t[pl->n - 1].values = values;
+    return AR_OK;
+}
+
+/* Llama 3.1's frequency divisors (the converter's formula): 1 for wavelengths below
+ * orig / high_freq_factor, `factor` above orig / low_freq_factor, a smooth blend between. Uses
+ * libm's pow in double precision, the one place synth does (a tiny table). */
+static float *llama3_rope_freqs(int32_t n_rot, float base, float factor, double orig) {
+    float *f = malloc(sizeof(float) * (size_t)(n_rot / 2));
+    const double lo = 1.0, hi = 4.0, pi = 3.14159265358979323846;
+    for (int i = 0; f && i < n_rot / 2; i++) {
+        const double freq = 1.0 / pow((double)base, (double)(2 * i) / n_rot);
+        const double wavelen = 2 * pi / freq;
+        double r;
+        if (wavelen < orig / hi) r = 1.0;
+        else if (wavelen > orig / lo) r = factor;
+        else {
+            const double smooth = (orig / wavelen - lo) / (hi - lo);
+            r = 1.0 / ((1.0 - smooth) / factor + smooth);
+        }
+        f[i] = (float)r;
+    }
+    return f;
+}
+
+/* Phi-3 style long and short factors: 1 + spread * (i / (n - 1))^2, in integer-exact steps. */
+static float *longrope_factors(int32_t n_rot, double spread) {
+    const int n = n_rot / 2;
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int i = 0; f && i < n; i++) {
+        const double x = n > 1 ? (double)i / (n - 1) : 0.0;
+        f[i] = (float)(1.0 + spread * x * x);
+    }
+    return f;
+}
+
 static ar_status preset_plan(const ar_synth_params *p, ar_gguf_writer *w, plan *pl) {
     const ar_synth_shape *sh = &p->shape;
     ar_status s = check_shape(sh);
     if (s != AR_OK) return s;
+    const char *aname = p->arch ? p->arch : "llama";
+    const synth_arch *sa = NULL;
+    for (size_t i = 0; i < AR_ARRAY_LEN(synth_archs); i++)
+        if (!strcmp(synth_archs[i].name, aname)) sa = &synth_archs[i];
+    if (!sa)
+        return ar_fail(AR_ERR_INVALID_ARG, "synth: unknown architecture '%s' (%s)", aname,
+                       ar_synth_arch_names());
+    const bool yarn = p->rope_scaling && !strcmp(p->rope_scaling, "yarn");
+    const bool longrope = p->rope_scaling && !strcmp(p->rope_scaling, "longrope");
+    if (p->rope_scaling && !yarn && !(longrope && !strcmp(sa->arch, "phi3")))
+        return ar_fail(AR_ERR_INVALID_ARG,
+                       "synth: rope scaling '%s': yarn (any architecture) or longrope (phi3)",
+                       p->rope_scaling);
     ar_type want = p->type < 0 ? AR_TYPE_F32 : (ar_type)p->type;
     if (sh->quantized_only && (want == AR_TYPE_F32 || want == AR_TYPE_F16 || want == AR_TYPE_BF16))
         return ar_fail(AR_ERR_INVALID_ARG,
@@ -312,29 +489,68 @@ static ar_status preset_plan(const ar_synth_params *p, ar_gguf_writer *w, plan *
                        sh->name);
     if (!p->vocab_path)
         return ar_fail(AR_ERR_INVALID_ARG, "synth: a tokenizer is needed (vocab_path)");
-    char name[128];
-    snprintf(name, sizeof name, "arbor-synth-%s", sh->name ? sh->name : "custom");
-    const int32_t hd = sh->n_embd / sh->n_head;
+    const int32_t hd = sh->head_dim > 0 ? sh->head_dim : sh->n_embd / sh->n_head;
+    if (hd % 2 != 0 || hd > 65536)
+        return ar_fail(AR_ERR_INVALID_ARG, "synth: head size %d must be even", hd);
+    char name[128], key[128];
+    if (!strcmp(sa->name, "llama"))
+        snprintf(name, sizeof name, "arbor-synth-%s", sh->name ? sh->name : "custom");
+    else /* the architecture in the name: vocabulary rules keyed by name (Phi-3) see it */
+        snprintf(name, sizeof name, "arbor-synth-%s-%s", sa->name, sh->name ? sh->name : "custom");
+    const char *A = sa->arch;
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", A, suffix), key)
 #define KV(call)                                                                                   \
     if ((s = (call)) != AR_OK) return s
-    KV(ar_gguf_set_str(w, "general.architecture", "llama"));
+    KV(ar_gguf_set_str(w, "general.architecture", A));
     KV(ar_gguf_set_str(w, "general.name", name));
-    KV(ar_gguf_set_u32(w, "llama.context_length", (uint32_t)sh->n_ctx));
-    KV(ar_gguf_set_u32(w, "llama.embedding_length", (uint32_t)sh->n_embd));
-    KV(ar_gguf_set_u32(w, "llama.block_count", (uint32_t)sh->n_layer));
-    KV(ar_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)sh->n_ff));
-    KV(ar_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd));
-    KV(ar_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)sh->n_head));
-    KV(ar_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)sh->n_head_kv));
-    KV(ar_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f));
-    KV(ar_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f));
+    KV(ar_gguf_set_u32(w, K("context_length"), (uint32_t)sh->n_ctx));
+    KV(ar_gguf_set_u32(w, K("embedding_length"), (uint32_t)sh->n_embd));
+    KV(ar_gguf_set_u32(w, K("block_count"), (uint32_t)sh->n_layer));
+    KV(ar_gguf_set_u32(w, K("feed_forward_length"), (uint32_t)sh->n_ff));
+    KV(ar_gguf_set_u32(w, K("rope.dimension_count"), (uint32_t)hd));
+    KV(ar_gguf_set_u32(w, K("attention.head_count"), (uint32_t)sh->n_head));
+    KV(ar_gguf_set_u32(w, K("attention.head_count_kv"), (uint32_t)sh->n_head_kv));
+    KV(ar_gguf_set_f32(w, K("attention.layer_norm_rms_epsilon"), sa->rms_eps));
+    KV(ar_gguf_set_f32(w, K("rope.freq_base"), sa->rope_base));
     int64_t n_vocab = 0;
-    KV(copy_tokenizer(w, p->vocab_path, &n_vocab));
-    KV(ar_gguf_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab));
+    KV(copy_tokenizer(w, p, &n_vocab));
+    KV(ar_gguf_set_u32(w, K("vocab_size"), (uint32_t)n_vocab));
+    if (hd != sh->n_embd / sh->n_head) {
+        KV(ar_gguf_set_u32(w, K("attention.key_length"), (uint32_t)hd));
+        KV(ar_gguf_set_u32(w, K("attention.value_length"), (uint32_t)hd));
+    }
+    if (sa->swa || !strcmp(A, "phi3")) {
+        int32_t win = p->sliding_window > 0 ? p->sliding_window : sa->swa_default;
+        KV(ar_gguf_set_u32(w, K("attention.sliding_window"), (uint32_t)win));
+    }
+    if (sa->softcap) {
+        KV(ar_gguf_set_f32(w, K("attn_logit_softcapping"),
+                           p->attn_softcap > 0 ? p->attn_softcap : 50.0f));
+        KV(ar_gguf_set_f32(w, K("final_logit_softcapping"),
+                           p->final_softcap > 0 ? p->final_softcap : 30.0f));
+    }
+    const float factor = p->rope_factor > 0 ? p->rope_factor : 4.0f;
+    int32_t orig = p->rope_orig_ctx > 0 ? p->rope_orig_ctx
+                   : sa->rope_freqs     ? 8192
+                                        : AR_MAX(1, (int32_t)((float)sh->n_ctx / factor));
+    if (yarn) {
+        KV(ar_gguf_set_str(w, K("rope.scaling.type"), "yarn"));
+        KV(ar_gguf_set_f32(w, K("rope.scaling.factor"), factor));
+        KV(ar_gguf_set_u32(w, K("rope.scaling.original_context_length"), (uint32_t)orig));
+    }
+    if (longrope) { /* as the converter writes Phi-3 128k: sqrt(1 + ln(scale) / ln(orig)) */
+        const double scale = (double)sh->n_ctx / orig;
+        const float attn = scale > 1.0 ? (float)sqrt(1.0 + log(scale) / log((double)orig)) : 1.0f;
+        KV(ar_gguf_set_u32(w, K("rope.scaling.original_context_length"), (uint32_t)orig));
+        KV(ar_gguf_set_f32(w, K("rope.scaling.attn_factor"), attn));
+    }
 #undef KV
+#undef K
     const int64_t E = sh->n_embd, F = sh->n_ff, V = n_vocab;
-    const int64_t KVD = (int64_t)sh->n_head_kv * hd;
+    const int64_t QD = (int64_t)sh->n_head * hd, KVD = (int64_t)sh->n_head_kv * hd;
     pl->n_embd = sh->n_embd;
+    pl->tied = sa->tied;
+    pl->embd_scale = !strcmp(A, "gemma2");
 #define T2(nm, nin, nout)                                                                          \
     do {                                                                                           \
         int64_t ne_[2] = {(nin), (nout)};                                                          \
@@ -346,22 +562,52 @@ static ar_status preset_plan(const ar_synth_params *p, ar_gguf_writer *w, plan *
         if ((s = plan_add(pl, nm, AR_TYPE_F32, 1, ne_)) != AR_OK) return s;                        \
     } while (0)
     T2("token_embd.weight", E, V);
+    if (sa->rope_freqs &&
+        (s = plan_values(pl, "rope_freqs.weight", llama3_rope_freqs(hd, sa->rope_base, 32.0f, orig),
+                         hd / 2)) != AR_OK)
+        return s;
+    if (longrope) {
+        if ((s = plan_values(pl, "rope_factors_long.weight", longrope_factors(hd, 8.0), hd / 2)) !=
+                AR_OK ||
+            (s = plan_values(pl, "rope_factors_short.weight", longrope_factors(hd, 0.25),
+                             hd / 2)) != AR_OK)
+            return s;
+    }
     for (int32_t l = 0; l < sh->n_layer; l++) {
         char nm[96];
 #define L(suffix) (snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix), nm)
         T1(L("attn_norm.weight"), E);
-        T2(L("attn_q.weight"), E, E);
-        T2(L("attn_k.weight"), E, KVD);
-        T2(L("attn_v.weight"), E, KVD);
-        T2(L("attn_output.weight"), E, E);
+        if (sa->fused) {
+            T2(L("attn_qkv.weight"), E, QD + 2 * KVD);
+        } else {
+            T2(L("attn_q.weight"), E, QD);
+            T2(L("attn_k.weight"), E, KVD);
+            T2(L("attn_v.weight"), E, KVD);
+        }
+        if (sa->biases) {
+            T1(L("attn_q.bias"), QD);
+            T1(L("attn_k.bias"), KVD);
+            T1(L("attn_v.bias"), KVD);
+        }
+        if (sa->qk_norm) {
+            T1(L("attn_q_norm.weight"), hd);
+            T1(L("attn_k_norm.weight"), hd);
+        }
+        T2(L("attn_output.weight"), QD, E);
+        if (sa->post_norms) T1(L("post_attention_norm.weight"), E);
         T1(L("ffn_norm.weight"), E);
-        T2(L("ffn_gate.weight"), E, F);
-        T2(L("ffn_up.weight"), E, F);
+        if (sa->fused) {
+            T2(L("ffn_up.weight"), E, 2 * F);
+        } else {
+            T2(L("ffn_gate.weight"), E, F);
+            T2(L("ffn_up.weight"), E, F);
+        }
         T2(L("ffn_down.weight"), F, E);
+        if (sa->post_norms) T1(L("post_ffw_norm.weight"), E);
 #undef L
     }
     T1("output_norm.weight", E);
-    T2("output.weight", E, V);
+    if (!sa->tied) T2("output.weight", E, V);
 #undef T1
 #undef T2
     return AR_OK;
@@ -434,6 +680,7 @@ ar_status ar_synth_write(const ar_synth_params *p, const char *path) {
     if (s == AR_OK) s = ar_gguf_write(w, path, fill_tensor, &fc);
     free(fc.scratch);
     ar_pool_free(fc.pool);
+    for (size_t i = 0; i < pl.n; i++) free(pl.t[i].values);
     free(pl.t);
     ar_gguf_writer_free(w);
     return s;

@@ -8,7 +8,8 @@
  * at a time through the GGUF writer's fill callback: no whole model is ever held in memory.
  *
  * Speculation test beds: a verifier whose layers from `eps_layer` on have their output
- * projections (attn_output, ffn_down) scaled by `eps`, and a drafter made of that verifier's first
+ * projections (attn_output, ffn_down; in post-normed architectures the post-norm gains) scaled
+ * by `eps`, and a drafter made of that verifier's first
  * layers copied byte for byte (ar_synth_drafter). With eps = 0 the extra layers add exactly zero
  * to the residual stream and the drafter agrees with the verifier always; larger eps lowers the
  * agreement (docs/benchmarks.md lists the greedy acceptance per eps). */
@@ -26,7 +27,23 @@ typedef struct ar_synth_shape {
     int32_t n_embd, n_ff, n_layer, n_head, n_head_kv, n_ctx;
     bool quantized_only; /* too large to write in F32/F16/BF16 */
     bool hidden;         /* a test shape, not listed in the help */
+    int32_t head_dim;    /* 0: n_embd / n_head */
 } ar_synth_shape;
+
+/* The architectures a preset can be written as (`arch` below): names and what each writes.
+ *   llama    llama (the default; these bytes are the recorded ones)
+ *   llama3   llama with rope_freqs.weight (Llama 3.1+ rope scaling: factor 32, low/high
+ *            frequency factors 1 and 4, original context rope_orig_ctx or 8192), base 500000
+ *   mistral  llama with llama.attention.sliding_window (sliding_window or 4096), base 1e6
+ *   qwen2    q/k/v biases, NEOX rope, tied head, base 1e6
+ *   qwen3    per-head q/k RMS norms, no biases, NEOX rope, tied head, base 1e6
+ *   gemma2   embedding scale, GELU-tanh, post-attention and post-FFN norms, attention and final
+ *            soft-capping (attn_softcap / final_softcap or 50 / 30), sliding window on even
+ *            layers (sliding_window or 4096), tied head
+ *   phi3     fused attn_qkv and gate/up, NEOX rope, phi3.attention.sliding_window (0: none);
+ *            rope_scaling "longrope" adds rope_factors_long/short and the attention factor
+ * rope_scaling "yarn" writes rope.scaling.type yarn, rope_factor and rope_orig_ctx for any. */
+const char *ar_synth_arch_names(void);
 
 /* The preset called `name` ("stories15m", "tinyllama", ...), or NULL. */
 const ar_synth_shape *ar_synth_preset(const char *name);
@@ -48,6 +65,22 @@ typedef struct ar_synth_params {
     float eps;         /* scale of attn_output and ffn_down in layers >= eps_layer */
     int32_t eps_layer; /* < 0: no scaling */
     int32_t n_threads; /* generation threads (the bytes do not depend on it); 0: 1 */
+    const char *arch;  /* NULL: "llama"; see ar_synth_arch_names */
+    int32_t sliding_window; /* mistral, gemma2, phi3: 0 = the architecture's default */
+    float attn_softcap, final_softcap; /* gemma2: 0 = 50, 30 */
+    const char *rope_scaling; /* NULL, "yarn" or "longrope" (phi3) */
+    float rope_factor;        /* yarn and longrope: context extension factor (0: 4) */
+    int32_t rope_orig_ctx;    /* llama3, yarn, longrope: the original context (0: 8192 for llama3,
+                                 else n_ctx / rope_factor) */
+    /* tokenizer changes (chat templates, padded vocabularies): tokens appended as control tokens, a
+     * tokenizer.chat_template, and add_space_prefix (-1: as the vocabulary file has it) */
+    const char *const *extra_tokens;
+    int32_t n_extra_tokens;
+    int32_t n_pad_tokens; /* then this many "[PAD<id>]" tokens of type unused */
+    const char *chat_template;
+    int add_space_prefix;
+    const char *bos_token; /* the text of a token (an extra one included) that becomes BOS, added
+                              to every prompt; NULL: the vocabulary's own */
     ar_synth_progress_fn progress;
     void *progress_user;
 } ar_synth_params;

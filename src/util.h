@@ -32,6 +32,20 @@ void ar_clear_error(void);
 const char *ar_status_name(ar_status s);
 
 /* ---- overflow-checked arithmetic: return false on overflow ---- */
+/* Output that writes what fits into buf[0, cap) and counts everything: the functions that
+ * return "the full length (may exceed cap)" build their text through one. */
+typedef struct ar_sink {
+    char *buf;
+    int64_t cap, n;
+} ar_sink;
+static inline void ar_sink_put(ar_sink *s, const char *p, size_t k) {
+    if (s->n < s->cap) {
+        size_t room = (size_t)(s->cap - s->n);
+        memcpy(s->buf + s->n, p, k < room ? k : room);
+    }
+    s->n += (int64_t)k;
+}
+
 static inline bool ar_mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
     return !__builtin_mul_overflow(a, b, out);
 }

@@ -740,20 +740,6 @@ int64_t ar_tokenize(const ar_vocab *v, const char *text, size_t len, bool add_sp
 /* Pieces                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Writes what fits, counts everything. */
-typedef struct sink {
-    char *buf;
-    int64_t cap, n;
-} sink;
-
-static void put(sink *s, const char *p, size_t k) {
-    if (s->n < s->cap) {
-        size_t room = (size_t)(s->cap - s->n);
-        memcpy(s->buf + s->n, p, k < room ? k : room);
-    }
-    s->n += (int64_t)k;
-}
-
 /* SPM byte token "<0xNN>": llama.cpp reads the two characters after "<0x" with strtol. */
 static char spm_byte(ar_str t) {
     char hex[3] = {0};
@@ -764,7 +750,7 @@ static char spm_byte(ar_str t) {
 /* GPT-2 byte-level text back to bytes; a code point outside the alphabet prints as llama.cpp
  * does: "[UNK_BYTE_0x" + its UTF-8 in hex + the whole piece + "]". Stops counting past
  * MAX_PIECE_BYTES. */
-static void bpe_decode(ar_str t, sink *s) {
+static void bpe_decode(ar_str t, ar_sink *s) {
     for (size_t i = 0; i < t.len && s->n <= MAX_PIECE_BYTES;) {
         uint32_t cp;
         int k = ar_utf8_next(t.ptr, (size_t)t.len, i, &cp);
@@ -773,34 +759,34 @@ static void bpe_decode(ar_str t, sink *s) {
         int b = ar_cpt_to_byte(cp);
         if (b >= 0) {
             char c = (char)b;
-            put(s, &c, 1);
+            ar_sink_put(s, &c, 1);
             continue;
         }
         char u[4], hex[9] = {0};
         int nu = ar_utf8_encode(cp, u);
         for (int j = 0; j < nu; j++) snprintf(hex + 2 * j, 3, "%02x", (uint8_t)u[j]);
-        put(s, "[UNK_BYTE_0x", 12);
-        put(s, hex, (size_t)(2 * nu));
-        put(s, t.ptr, (size_t)t.len);
-        put(s, "]", 1);
+        ar_sink_put(s, "[UNK_BYTE_0x", 12);
+        ar_sink_put(s, hex, (size_t)(2 * nu));
+        ar_sink_put(s, t.ptr, (size_t)t.len);
+        ar_sink_put(s, "]", 1);
     }
 }
 
 static int64_t piece(const ar_vocab *v, int32_t id, bool special, char *buf, int64_t cap) {
-    sink s = {buf, cap, 0};
+    ar_sink s = {buf, cap, 0};
     uint16_t attr = v->attr[id];
     ar_str t = v->text[id];
     if (!special && (attr & (AR_ATTR_UNKNOWN | AR_ATTR_CONTROL))) return 0;
     if (attr & (AR_ATTR_UNKNOWN | AR_ATTR_CONTROL | AR_ATTR_USER_DEFINED)) {
-        put(&s, t.ptr, (size_t)t.len);
+        ar_sink_put(&s, t.ptr, (size_t)t.len);
     } else if (attr & AR_ATTR_NORMAL) {
         if (v->kind == AR_VOCAB_SPM) {
             for (uint64_t i = 0; i < t.len;) {
                 if (t.len - i >= 3 && memcmp(t.ptr + i, "\xe2\x96\x81", 3) == 0) {
-                    put(&s, " ", 1);
+                    ar_sink_put(&s, " ", 1);
                     i += 3;
                 } else {
-                    put(&s, t.ptr + i, 1);
+                    ar_sink_put(&s, t.ptr + i, 1);
                     i++;
                 }
             }
@@ -809,7 +795,7 @@ static int64_t piece(const ar_vocab *v, int32_t id, bool special, char *buf, int
         }
     } else if ((attr & AR_ATTR_BYTE) && v->kind == AR_VOCAB_SPM && t.len >= 3) {
         char c = spm_byte(t);
-        put(&s, &c, 1);
+        ar_sink_put(&s, &c, 1);
     }
     return s.n;
 }
@@ -905,6 +891,14 @@ static void quote_piece(ar_str t, char *out, size_t cap) {
     out[k] = 0;
 }
 
+/* A row a converter added to pad the vocabulary to the embedding's size: type unused, or the
+ * "[PAD<id>]" text convert_hf_to_gguf.py gives such rows. */
+static bool is_padding(const ar_vocab *v, int32_t id) {
+    if (v->attr[id] & AR_ATTR_UNUSED) return true;
+    ar_str t = v->text[id];
+    return t.len > 5 && !memcmp(t.ptr, "[PAD", 4) && t.ptr[t.len - 1] == ']';
+}
+
 static const char *kind_name(ar_vocab_kind k) {
     return k == AR_VOCAB_SPM ? "SPM (llama)" : "BPE (gpt2)";
 }
@@ -924,11 +918,23 @@ ar_status ar_vocab_compatible(const ar_vocab *target, const ar_vocab *draft) {
                        "vocabularies differ: EOS id %d in the target, %d in the draft",
                        (int)target->eos, (int)draft->eos);
     int32_t nt = target->n_tokens, nd = draft->n_tokens;
-    if (nt - nd > 128 || nd - nt > 128)
-        return ar_fail(
-            AR_ERR_INCOMPATIBLE,
-            "vocabularies differ: %d tokens in the target, %d in the draft (more than 128 apart)",
-            (int)nt, (int)nd);
+    /* the larger list's tail beyond the smaller one: padding (unused "[PAD<id>]" rows that
+     * converters add up to the embedding's size, Qwen2.5 0.5B vs 7B) in any number, or up to
+     * 128 tokens of any kind; beyond that the first real token there is the difference */
+    const ar_vocab *big = nt > nd ? target : draft;
+    int32_t lo = nt < nd ? nt : nd, real = 0, first_real = -1;
+    for (int32_t id = lo; id < big->n_tokens; id++)
+        if (!is_padding(big, id) && real++ == 0) first_real = id;
+    if (real > 128) {
+        char q[200];
+        quote_piece(big->text[first_real], q, sizeof q);
+        return ar_fail(AR_ERR_INCOMPATIBLE,
+                       "vocabularies differ at token %d: the %s has '%s', the %s has %d tokens "
+                       "(%d tokens in the target, %d in the draft; only padding may differ by "
+                       "more than 128)",
+                       (int)first_real, big == target ? "target" : "draft", q,
+                       big == target ? "draft" : "target", (int)lo, (int)nt, (int)nd);
+    }
     if (target->fingerprint == draft->fingerprint) return AR_OK;
     int32_t n = nt < nd ? nt : nd;
     for (int32_t id = 0; id < n; id++) {

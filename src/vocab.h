@@ -65,8 +65,9 @@ int32_t ar_detok_push(ar_detok *d, const ar_vocab *v, int32_t id, char *buf, int
 int32_t ar_detok_flush(ar_detok *d, char *buf, int32_t cap);
 
 /* Drafter/verifier compatibility: same tokenizer kind, same BOS and EOS, identical pieces for
- * every id below the smaller vocabulary, sizes within 128. AR_OK or AR_ERR_INCOMPATIBLE with a
- * message naming the first difference. */
+ * every id below the smaller vocabulary, and beyond it at most 128 tokens that are not padding
+ * (unused "[PAD<id>]" rows). AR_OK or AR_ERR_INCOMPATIBLE with a message naming the first
+ * difference. */
 ar_status ar_vocab_compatible(const ar_vocab *target, const ar_vocab *draft);
 /* xxHash64 over kind, special ids and all pieces: equal fingerprints make the check O(1). */
 uint64_t ar_vocab_fingerprint(const ar_vocab *v);

@@ -26,6 +26,7 @@
 
 #include "arbor.h"
 #include "src/gguf.h"
+#include "util/arch_models.h"
 #include "util/gguf_build.h"
 #include "util/refs.h"
 #include "util/run_cli.h"
@@ -170,6 +171,9 @@ typedef struct model_edit {
     const char *set_key; /* a u32 or string key to set (NULL: none) */
     uint32_t set_u32;
     const char *set_str;
+    bool set_is_f32; /* set_key gets the float set_f32 */
+    float set_f32;
+    const char *add_tensor; /* an extra F32 tensor of shape ne (zeros) */
     const char *drop_tensor;
     const char *reshape_tensor; /* gets shape ne (data: the original's prefix, or zeros) */
     int64_t ne[2];
@@ -198,6 +202,8 @@ static char *edited_copy(const char *src_path, const char *name, model_edit *e) 
             cr_assert_eq(ar_gguf_copy_kv(w, &src->kv[i]), AR_OK, "%s", ar_last_error());
     if (e->set_key && e->set_str)
         cr_assert_eq(ar_gguf_set_str(w, e->set_key, e->set_str), AR_OK);
+    else if (e->set_key && e->set_is_f32)
+        cr_assert_eq(ar_gguf_set_f32(w, e->set_key, e->set_f32), AR_OK);
     else if (e->set_key)
         cr_assert_eq(ar_gguf_set_u32(w, e->set_key, e->set_u32), AR_OK);
     if (e->alignment) cr_assert_eq(ar_gguf_set_u32(w, "general.alignment", e->alignment), AR_OK);
@@ -221,6 +227,8 @@ static char *edited_copy(const char *src_path, const char *name, model_edit *e) 
         cr_assert_eq(ar_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data), AR_OK);
         n_added++;
     }
+    if (e->add_tensor)
+        cr_assert_eq(ar_gguf_add_tensor(w, e->add_tensor, AR_TYPE_F32, 2, e->ne, NULL), AR_OK);
     char *path = malloc(strlen(tmpdir) + strlen(name) + 2);
     sprintf(path, "%s/%s", tmpdir, name);
     cr_assert_eq(ar_gguf_write(w, path, fill_edit, e), AR_OK, "%s", ar_last_error());
@@ -443,6 +451,78 @@ Test(bad_files, shapes_disagree_with_hyperparameters) {
         expect_model_rejected(p, cases[i].needle);
         free(p);
     }
+}
+
+/* The keys and tensors the newer architectures bring: each wrong value, each key whose meaning
+ * is not implemented, each tensor nothing would read is refused by name (synthetic models of
+ * each architecture, tests/util/arch_models.c, edited through the GGUF writer). */
+Test(bad_files, architecture_metadata_and_tensors) {
+    struct {
+        const char *model;
+        model_edit e;
+        const char *needle;
+    } cases[] = {
+        {"llama3", {.add_tensor = "blk.0.attn_output.bias", .ne = {64, 1}},
+         "tensor blk.0.attn_output.bias is not used by architecture llama"},
+        {"llama3", {.add_tensor = "blk.1.ffn_gate_inp.weight", .ne = {64, 8}},
+         "tensor blk.1.ffn_gate_inp.weight is not used"},
+        {"llama3", {.reshape_tensor = "rope_freqs.weight", .ne = {3, 1}},
+         "tensor rope_freqs.weight has shape [3, 1, 1, 1], expected [8, 1]"},
+        {"llama3", {.set_key = "llama.rope.scaling.type", .set_str = "dynamic"},
+         "rope scaling type 'dynamic' (llama.rope.scaling.type) is not supported"},
+        {"llama3", {.set_key = "llama.rope.scaling.type", .set_str = "llama3"},
+         "rope scaling type 'llama3'"},
+        {"llama3", {.set_key = "llama.expert_count", .set_u32 = 8},
+         "metadata key llama.expert_count is not supported"},
+        {"mistral", {.set_key = "llama.attention.sliding_window", .set_u32 = 1u << 31},
+         "llama.attention.sliding_window"},
+        {"qwen2", {.set_key = "qwen2.attention.sliding_window", .set_u32 = 8},
+         "metadata key qwen2.attention.sliding_window is not supported for architecture qwen2"},
+        {"qwen2", {.set_key = "qwen2.logit_scale", .set_is_f32 = true, .set_f32 = 0.5f},
+         "metadata key qwen2.logit_scale"},
+        {"qwen2-yarn", {.set_key = "qwen2.rope.scaling.factor", .set_is_f32 = true},
+         "qwen2.rope.scaling.factor = 0"},
+        {"qwen2-yarn", {.set_key = "qwen2.rope.scaling.original_context_length", .set_u32 = 0},
+         "original_context_length = 0"},
+        {"qwen3", {.drop_tensor = "blk.1.attn_k_norm.weight"},
+         "missing tensor blk.1.attn_k_norm.weight"},
+        {"qwen3", {.add_tensor = "blk.0.attn_output.bias", .ne = {64, 1}},
+         "tensor blk.0.attn_output.bias is not used by architecture qwen3"},
+        {"gemma2", {.set_key = "gemma2.attn_logit_softcapping", .set_is_f32 = true, .set_f32 = -1},
+         "gemma2.attn_logit_softcapping = -1"},
+        {"gemma2", {.set_key = "gemma2.final_logit_softcapping", .set_is_f32 = true},
+         "gemma2.final_logit_softcapping = 0"},
+        {"gemma2", {.set_key = "gemma2.attention.scale", .set_is_f32 = true},
+         "gemma2.attention.scale = 0"},
+        {"gemma2", {.drop_tensor = "blk.0.post_ffw_norm.weight"},
+         "missing tensor blk.0.post_ffw_norm.weight"},
+        {"phi3", {.reshape_tensor = "blk.0.attn_qkv.weight", .ne = {64, 64}},
+         "tensor blk.0.attn_qkv.weight has shape [64, 64, 1, 1], expected [64, 128]"},
+        {"phi3", {.add_tensor = "blk.0.ffn_gate.weight", .ne = {64, 172}},
+         "tensor blk.0.ffn_gate.weight is not used by architecture phi3"},
+        {"phi3-longrope", {.drop_tensor = "rope_factors_short.weight"}, "come as a pair"},
+        {"phi3-longrope", {.set_key = "phi3.rope.scaling.type", .set_str = "longrope",
+                           .drop_tensor = "rope_factors_long.weight"},
+         "missing tensor rope_factors_long.weight"},
+        {"phi3-longrope", {.set_key = "phi3.rope.scaling.attn_factor", .set_is_f32 = true},
+         "phi3.rope.scaling.attn_factor = 0"},
+    };
+    const char *last = NULL;
+    char *base = NULL;
+    for (size_t i = 0; i < AR_ARRAY_LEN(cases); i++) {
+        if (!last || strcmp(last, cases[i].model)) {
+            free(base);
+            base = arch_model_write(cases[i].model, -1, tmpdir);
+            last = cases[i].model;
+            expect_success(RUN("generate", "-m", base, "-p", "Once", "-n", "2", "-t", "1"));
+        }
+        char name[32];
+        snprintf(name, sizeof name, "arch-edit%zu.gguf", i);
+        char *p = edited_copy(base, name, &cases[i].e);
+        expect_model_rejected(p, cases[i].needle);
+        free(p);
+    }
+    free(base);
 }
 
 /* ------------------------------------------------------------------ generation arguments */

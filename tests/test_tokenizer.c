@@ -813,3 +813,90 @@ Test(tokenizer, cli_tokenize) {
     cr_assert_eq(run(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(!strncmp(out, "arbor: ", 7) && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
 }
+
+/* ---------------------------------------------------------------- Llama 3 and Gemma specifics */
+
+/* A vocabulary of the given tokens (types: 1 normal, 3 control), with optional scores (-id),
+ * merges, tokenizer.ggml.pre and add_space_prefix (-1: absent). */
+static void build_vocab_ex(gb_buf *b, const char *model, const char *pre, const char *const *tokens,
+                           const int *types, int n, const char *const *merges, int n_merges,
+                           int add_space_prefix) {
+    memset(b, 0, sizeof *b);
+    bool spm = !strcmp(model, "llama");
+    gb_header(b, 3, 0, 3 + (pre != NULL) + spm + (n_merges > 0) + (add_space_prefix >= 0));
+    gb_kv_str(b, "tokenizer.ggml.model", model);
+    if (pre) gb_kv_str(b, "tokenizer.ggml.pre", pre);
+    gb_kv_arr(b, "tokenizer.ggml.tokens", AR_GGUF_STRING, (uint64_t)n);
+    for (int i = 0; i < n; i++) gb_str(b, tokens[i]);
+    gb_kv_arr(b, "tokenizer.ggml.token_type", AR_GGUF_INT32, (uint64_t)n);
+    for (int i = 0; i < n; i++) gb_u32(b, (uint32_t)types[i]);
+    if (spm) {
+        gb_kv_arr(b, "tokenizer.ggml.scores", AR_GGUF_FLOAT32, (uint64_t)n);
+        for (int i = 0; i < n; i++) gb_f32(b, -(float)i);
+    }
+    if (n_merges > 0) {
+        gb_kv_arr(b, "tokenizer.ggml.merges", AR_GGUF_STRING, (uint64_t)n_merges);
+        for (int i = 0; i < n_merges; i++) gb_str(b, merges[i]);
+    }
+    if (add_space_prefix >= 0) {
+        gb_str(b, "tokenizer.ggml.add_space_prefix");
+        gb_u32(b, 7); /* bool */
+        gb_u8(b, (uint8_t)add_space_prefix);
+    }
+    gb_str(b, "general.architecture");
+    gb_u32(b, 8);
+    gb_str(b, "llama");
+}
+
+static void expect_ids(const ar_vocab *v, const char *text, bool parse, const char *want) {
+    int32_t ids[32];
+    int64_t n = ar_tokenize(v, text, strlen(text), false, parse, ids, 32);
+    cr_assert_geq(n, 0, "%s", ar_last_error());
+    cr_expect_str_eq(fmt_ids(ids, n), want, "'%s'", text);
+}
+
+/* Llama 3's pre-tokenizer name sets ignore_merges (llama.cpp, like HF's "ignore_merges": true
+ * in Llama 3's tokenizer.json): a pre-token that is a whole vocabulary entry is that token even
+ * when the merges would not build it. The GPT-2 names merge as usual. */
+Test(tokenizer, llama3_ignore_merges) {
+    static const char *const toks[] = {"a", "b", "c", "ab", "abc"};
+    static const int types[] = {1, 1, 1, 1, 1};
+    static const char *const merges[] = {"a b"};
+    const char *pres[] = {"llama-bpe", "gpt-2"};
+    const char *want[] = {"4", "3 2"};
+    for (int k = 0; k < 2; k++) {
+        gb_buf b;
+        ar_gguf *g;
+        ar_vocab *v;
+        build_vocab_ex(&b, "gpt2", pres[k], toks, types, 5, merges, 1, -1);
+        cr_assert_eq(load_built(&b, &g, &v), AR_OK, "%s", ar_last_error());
+        expect_ids(v, "abc", false, want[k]);
+        ar_vocab_free(v);
+        ar_gguf_close(g);
+        gb_free(&b);
+    }
+}
+
+/* Gemma's SPM vocabulary says add_space_prefix = false: no dummy "▁" before the text or after a
+ * special token; spaces the text has are still "▁" (SentencePiece with add_dummy_prefix off). */
+Test(tokenizer, spm_without_space_prefix) {
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "H", "i", "Hi",
+                                       "\xe2\x96\x81Hi", "<start_of_turn>", "\xe2\x96\x81H"};
+    static const int types[] = {2, 3, 3, 1, 1, 1, 1, 1, 3, 1};
+    const int flags[] = {1, 0};
+    const char *want_plain[] = {"7", "6"}, *want_special[] = {"8 7", "8 6"};
+    for (int k = 0; k < 2; k++) {
+        gb_buf b;
+        ar_gguf *g;
+        ar_vocab *v;
+        build_vocab_ex(&b, "llama", NULL, toks, types, 10, NULL, 0, flags[k]);
+        cr_assert_eq(load_built(&b, &g, &v), AR_OK, "%s", ar_last_error());
+        expect_ids(v, "Hi", false, want_plain[k]);
+        expect_ids(v, "<start_of_turn>Hi", true, want_special[k]);
+        expect_ids(v, " Hi", false, k ? "7" : "3 7");
+        expect_ids(v, "Hi Hi", false, k ? "6 7" : "7 7");
+        ar_vocab_free(v);
+        ar_gguf_close(g);
+        gb_free(&b);
+    }
+}

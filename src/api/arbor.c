@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sched/engine.h"
+#include "src/chat.h"
 #include "src/model.h"
 #include "src/vocab.h"
 
@@ -223,6 +224,74 @@ bool arbor_token_is_eog(const arbor_model *model, arbor_token token) {
     return model && ar_vocab_is_eog(model->m->vocab, token);
 }
 
+/* ---- chat templates ---- */
+
+arbor_chat_params arbor_chat_default_params(void) {
+    return (arbor_chat_params){.template_name = NULL, .add_assistant = true};
+}
+
+const char *arbor_chat_template_names(void) { return ar_chat_names(); }
+
+static ar_chat_family chat_family(const arbor_model *model, const arbor_chat_params *p) {
+    if (p->template_name) {
+        ar_chat_family f = ar_chat_from_name(p->template_name);
+        if (f == AR_CHAT_UNKNOWN)
+            ar_fail(AR_ERR_INVALID_ARG, "chat template '%.64s' is unknown (known: %s)",
+                    p->template_name, ar_chat_names());
+        return f;
+    }
+    const ar_model *m = model->m;
+    ar_str t;
+    if (ar_gguf_get_str(m->gguf, "tokenizer.chat_template", &t) != AR_OK) {
+        ar_fail(AR_ERR_UNSUPPORTED,
+                "%s: no tokenizer.chat_template: choose a template by name (%s)", m->path,
+                ar_chat_names());
+        return AR_CHAT_UNKNOWN;
+    }
+    ar_chat_family f = ar_chat_detect(t.ptr, (size_t)t.len);
+    if (f == AR_CHAT_UNKNOWN)
+        ar_fail(AR_ERR_UNSUPPORTED,
+                "%s: tokenizer.chat_template is of no supported family (%s): choose one by name",
+                m->path, ar_chat_names());
+    return f;
+}
+
+const char *arbor_chat_template(const arbor_model *model, const arbor_chat_params *params) {
+    if (!model) {
+        ar_fail(AR_ERR_INVALID_ARG, "arbor_chat_template: model is NULL");
+        return NULL;
+    }
+    arbor_chat_params p = params ? *params : arbor_chat_default_params();
+    ar_chat_family f = chat_family(model, &p);
+    return f == AR_CHAT_UNKNOWN ? NULL : ar_chat_name(f);
+}
+
+int32_t arbor_chat_format(const arbor_model *model, const arbor_chat_message *messages,
+                          int32_t n_messages, const arbor_chat_params *params, char *buf,
+                          int32_t cap) {
+    if (!model) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_chat_format: model is NULL");
+    if (n_messages < 0 || (!messages && n_messages > 0))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_chat_format: %d messages (messages %s)",
+                    n_messages, messages ? "given" : "NULL");
+    if (cap < 0 || (!buf && cap > 0))
+        return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_chat_format: no room for %d bytes (buf %s)",
+                    cap, buf ? "given" : "NULL");
+    arbor_chat_params p = params ? *params : arbor_chat_default_params();
+    ar_chat_family f = chat_family(model, &p);
+    if (f == AR_CHAT_UNKNOWN)
+        return p.template_name ? ARBOR_ERR_INVALID_ARG : ARBOR_ERR_UNSUPPORTED;
+    ar_chat_msg *msgs = malloc(sizeof *msgs * (size_t)(n_messages ? n_messages : 1));
+    if (!msgs) return FAIL(ARBOR_ERR_NOMEM, "arbor_chat_format: out of memory");
+    for (int32_t i = 0; i < n_messages; i++)
+        msgs[i] = (ar_chat_msg){messages[i].role, messages[i].content};
+    int64_t n = ar_chat_format(f, msgs, (size_t)n_messages, p.add_assistant, buf, cap);
+    free(msgs);
+    if (n > INT32_MAX)
+        return FAIL(ARBOR_ERR_NOMEM, "arbor_chat_format: %lld bytes exceed INT32_MAX",
+                    (long long)n);
+    return (int32_t)n;
+}
+
 /* ---- contexts ---- */
 
 arbor_context_params arbor_context_default_params(void) {
@@ -315,6 +384,7 @@ static ar_status attach_drafter(arbor_context *c, const arbor_context_params *p,
     else
         s = ar_drafter_create_model(p->draft_model->m, 0, e->kv->cap, e->pool, &d);
     if (s != AR_OK) return s;
+    ar_drafter_limit_vocab(d, c->model->m->hp.n_vocab);
     s = ar_engine_set_drafter(e, d, spec); /* owns d from here, also on failure */
     if (s == AR_OK && p->sched_costs) s = ar_engine_load_costs(e, p->sched_costs);
     return s;

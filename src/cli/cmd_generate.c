@@ -25,6 +25,14 @@ static void usage(FILE *f) {
           "  --echo               print the prompt before the generated text\n"
           "  --no-parse-special   prompt text never spells special tokens\n"
           "  --stop TEXT          stop after the token completing TEXT (repeatable)\n"
+          "  --chat               the prompt is a user message, formatted with the model's chat\n"
+          "                       template (tokenizer.chat_template, recognised by its markers)\n"
+          "  -sys, --system TEXT  chat: a system message before it (implies --chat)\n"
+          "  --chat-template NAME chat: this template family instead of the model's (implies\n"
+          "                       --chat): chatml, llama3, gemma, phi3, phi4, llama2,\n"
+          "                       llama2-sys, llama2-sys-bos, llama2-sys-strip, mistral-v1,\n"
+          "                       mistral-v3, mistral-v3-tekken, mistral-v7\n"
+          "  --verbose-prompt     print the prompt's token ids (and chat template) on stderr\n"
           "  -ctk f16             F16 KV cache (default f32)\n"
           "  -md DRAFT            speculative decoding with a drafter: DRAFT.gguf (a small model\n"
           "                       sharing the vocabulary), self:M (the model's own first M\n"
@@ -66,6 +74,37 @@ static void print_step(void *user, const arbor_step_trace *t) {
             (long long)t->step, t->n_committed, t->drafted, t->verified, t->depth, t->accepted,
             t->draft_seconds * 1e3, t->verify_seconds * 1e3, t->threshold, t->expected,
             t->reason);
+}
+
+/* One of the comma-separated arbor_chat_template_names(). */
+static bool is_chat_template_name(const char *v) {
+    size_t n = strlen(v);
+    for (const char *p = arbor_chat_template_names(); n && *p;) {
+        const char *end = strchr(p, ',');
+        size_t k = end ? (size_t)(end - p) : strlen(p);
+        if (k == n && !memcmp(p, v, n)) return true;
+        if (!end) break;
+        p = end + 2; /* ", " */
+    }
+    return false;
+}
+
+/* The prompt's token ids as arbor_generate will evaluate them, on one stderr line. */
+static int print_prompt_tokens(const arbor_model *model, const char *prompt,
+                               const arbor_generate_params *gp) {
+    size_t len = strlen(prompt);
+    int32_t n = arbor_tokenize(model, prompt, len, gp->add_special, gp->parse_special, NULL, 0);
+    arbor_token *ids = n >= 0 ? malloc(sizeof *ids * (size_t)(n ? n : 1)) : NULL;
+    if (n < 0 || !ids) {
+        cli_error(1, "%s", n < 0 ? arbor_last_error() : "out of memory");
+        return 1;
+    }
+    arbor_tokenize(model, prompt, len, gp->add_special, gp->parse_special, ids, n);
+    fprintf(stderr, "arbor: prompt tokens (%d):", n);
+    for (int32_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+    fputc('\n', stderr);
+    free(ids);
+    return 0;
 }
 
 #define MAX_PROMPT_BYTES ((size_t)256 << 20)
@@ -112,7 +151,9 @@ int cmd_generate(int argc, char **argv) {
     arbor_model_params mp = arbor_model_default_params();
     arbor_generate_params gp = arbor_generate_default_params();
     cp.pin_threads = true; /* the tool owns its process: place threads by the hwloc plan */
-    bool echo = false, stats = false, trace = false;
+    bool echo = false, stats = false, trace = false, chat = false, verbose_prompt = false;
+    const char *system = NULL;
+    arbor_chat_params chat_params = arbor_chat_default_params();
     const char *save_costs = NULL;
     const char *stops[16];
     int n_stops = 0;
@@ -195,6 +236,21 @@ int cmd_generate(int argc, char **argv) {
                 return cli_error(2, "at most %d --stop strings", n_stops);
             if (!*v) return cli_error(2, "--stop needs a non-empty string");
             stops[n_stops++] = v;
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+        } else if (!strcmp(a, "-sys") || !strcmp(a, "--system")) {
+            NEED_VALUE();
+            system = v;
+            chat = true;
+        } else if (!strcmp(a, "--chat-template")) {
+            NEED_VALUE();
+            if (!is_chat_template_name(v))
+                return cli_error(2, "invalid value '%s' for %s: one of %s", v, a,
+                                 arbor_chat_template_names());
+            chat_params.template_name = v;
+            chat = true;
+        } else if (!strcmp(a, "--verbose-prompt")) {
+            verbose_prompt = true;
         } else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type")) {
             NEED_VALUE();
             if (!strcmp(v, "f16")) cp.kv_f16 = true;
@@ -259,10 +315,29 @@ int cmd_generate(int argc, char **argv) {
     int rc = 1;
     arbor_model *model = NULL, *draft_model = NULL;
     arbor_context *ctx = NULL;
+    char *chat_text = NULL;
     if (arbor_model_load(model_path, mp, &model) != ARBOR_OK) {
         cli_error(1, "%s", arbor_last_error());
         goto done;
     }
+    if (chat) { /* the prompt becomes the formatted conversation */
+        arbor_chat_message msgs[2];
+        int n_msgs = 0;
+        if (system) msgs[n_msgs++] = (arbor_chat_message){"system", system};
+        msgs[n_msgs++] = (arbor_chat_message){"user", prompt};
+        int32_t len = arbor_chat_format(model, msgs, n_msgs, &chat_params, NULL, 0);
+        chat_text = len >= 0 ? malloc((size_t)len + 1) : NULL;
+        if (len < 0 || !chat_text ||
+            arbor_chat_format(model, msgs, n_msgs, &chat_params, chat_text, len) != len) {
+            cli_error(1, "%s", len < 0 ? arbor_last_error() : "out of memory");
+            goto done;
+        }
+        chat_text[len] = 0;
+        prompt = chat_text;
+        if (verbose_prompt)
+            fprintf(stderr, "arbor: chat template %s\n", arbor_chat_template(model, &chat_params));
+    }
+    if (verbose_prompt && print_prompt_tokens(model, prompt, &gp) != 0) goto done;
     if (draft && !strcmp(draft, "lookup")) {
         cp.draft_kind = ARBOR_DRAFT_LOOKUP;
     } else if (draft && !strncmp(draft, "self:", 5)) {
@@ -336,5 +411,6 @@ done:
     arbor_model_free(draft_model);
     arbor_model_free(model);
     free(file_text);
+    free(chat_text);
     return rc;
 }

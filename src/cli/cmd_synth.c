@@ -41,6 +41,17 @@ static void usage(FILE *f) {
         "  --drafter-of FILE    copy FILE's first M layers, embedding, final norm and head\n"
         "  --n-layer N          override the preset's layer count (also --n-embd, --n-ff,\n"
         "                       --n-head, --n-head-kv, --n-ctx)\n"
+        "  --arch NAME          architecture: llama (default), llama3, mistral, qwen2, qwen3,\n"
+        "                       gemma2, phi3 (src/synth.h says what each writes)\n"
+        "  --head-dim N         head size (default n_embd / n_head)\n"
+        "  --sliding-window N   mistral, gemma2, phi3: the window (default 4096, 4096, none)\n"
+        "  --attn-softcap C     gemma2: attention soft-cap (default 50; also --final-softcap,\n"
+        "                       default 30)\n"
+        "  --rope-scaling T     yarn, or longrope (phi3); --rope-factor F (default 4) and\n"
+        "                       --rope-orig-ctx N (default n_ctx / F; llama3: 8192) set them\n"
+        "  --add-token TEXT     append a control token to the tokenizer (repeatable)\n"
+        "  --chat-template TEXT write tokenizer.chat_template\n"
+        "  --pad-vocab N        append N unused \"[PAD<id>]\" tokens (and embedding rows)\n"
         "  -t N                 threads (default: all; the output does not depend on it)\n"
         "The same arguments give the same bytes on every run and build.\n",
         f);
@@ -103,9 +114,12 @@ int cmd_synth(int argc, char **argv) {
     ar_synth_params sp = ar_synth_default_params();
     int64_t layers = 2;
     bool eps_set = false, layers_set = false;
+    int32_t over_head_dim = 0;
     int64_t over[6] = {-1, -1, -1, -1, -1, -1}; /* n_layer n_embd n_ff n_head n_head_kv n_ctx */
     static const char *const over_flags[6] = {"--n-layer", "--n-embd",    "--n-ff",
                                               "--n-head",  "--n-head-kv", "--n-ctx"};
+    const char *extra[64];
+    int n_extra = 0;
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     sp.n_threads = nc > 0 ? (int32_t)AR_MIN(nc, 64) : 1;
     for (int i = 1; i < argc; i++) {
@@ -157,6 +171,47 @@ int cmd_synth(int argc, char **argv) {
             NEED_VALUE();
             if (!cli_parse_i64(a, v, 1, 1024, &x)) return 2;
             sp.n_threads = (int32_t)x;
+        } else if (!strcmp(a, "--arch")) {
+            NEED_VALUE();
+            sp.arch = v;
+        } else if (!strcmp(a, "--head-dim")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 2, 65536, &x)) return 2;
+            sp.shape.head_dim = (int32_t)x; /* kept across the preset copy below */
+            over_head_dim = (int32_t)x;
+        } else if (!strcmp(a, "--sliding-window")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1 << 30, &x)) return 2;
+            sp.sliding_window = (int32_t)x;
+        } else if (!strcmp(a, "--attn-softcap") || !strcmp(a, "--final-softcap")) {
+            NEED_VALUE();
+            float f;
+            if (!cli_parse_f32(a, v, 1e-3f, 1e6f, &f)) return 2;
+            if (a[2] == 'a') sp.attn_softcap = f;
+            else sp.final_softcap = f;
+        } else if (!strcmp(a, "--rope-scaling")) {
+            NEED_VALUE();
+            sp.rope_scaling = v;
+        } else if (!strcmp(a, "--rope-factor")) {
+            NEED_VALUE();
+            if (!cli_parse_f32(a, v, 1.0f, 1e6f, &sp.rope_factor)) return 2;
+        } else if (!strcmp(a, "--rope-orig-ctx")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1 << 24, &x)) return 2;
+            sp.rope_orig_ctx = (int32_t)x;
+        } else if (!strcmp(a, "--add-token")) {
+            NEED_VALUE();
+            if (n_extra == (int)(sizeof extra / sizeof extra[0]))
+                return cli_error(2, "synth: at most %d --add-token", n_extra);
+            if (!*v) return cli_error(2, "synth: --add-token needs a non-empty text");
+            extra[n_extra++] = v;
+        } else if (!strcmp(a, "--pad-vocab")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1 << 20, &x)) return 2;
+            sp.n_pad_tokens = (int32_t)x;
+        } else if (!strcmp(a, "--chat-template")) {
+            NEED_VALUE();
+            sp.chat_template = v;
         } else if (a[0] == '-') {
             return cli_error(2, "synth: unknown flag '%s' (see arbor synth --help)", a);
         } else if (!preset) {
@@ -190,6 +245,9 @@ int cmd_synth(int argc, char **argv) {
                                   &sp.shape.n_head,  &sp.shape.n_head_kv, &sp.shape.n_ctx};
             for (int k = 0; k < 6; k++)
                 if (over[k] > 0) *fields[k] = (int32_t)over[k];
+            if (over_head_dim) sp.shape.head_dim = over_head_dim;
+            sp.extra_tokens = extra;
+            sp.n_extra_tokens = n_extra;
             if (!vocab) {
                 if (!synth_default_vocab(found, sizeof found))
                     return cli_error(2,
@@ -203,6 +261,12 @@ int cmd_synth(int argc, char **argv) {
             for (int k = 0; k < 6; k++)
                 if (over[k] > 0) return cli_error(2, "synth: %s needs a preset", over_flags[k]);
             if (vocab) return cli_error(2, "synth: --like copies MODEL's tokenizer: no --vocab");
+            if (sp.arch || over_head_dim || sp.sliding_window || sp.rope_scaling || n_extra ||
+                sp.n_pad_tokens ||
+                sp.chat_template || sp.attn_softcap > 0 || sp.final_softcap > 0)
+                return cli_error(2, "synth: --like copies MODEL's architecture: no --arch, "
+                                    "--head-dim, --sliding-window, --rope-*, --*-softcap, "
+                                    "--add-token, --pad-vocab or --chat-template");
             sp.like_path = like;
         }
         if (eps_set)

@@ -38,7 +38,8 @@ void spec_generate(const char *target, const char *draft, const char *tree, cons
     memset(out, 0, sizeof *out);
     snprintf(rel, sizeof rel, "models/%s", target);
     arbor_model *tm = NULL, *dm = NULL;
-    cr_assert_eq(arbor_model_load(fixture(rel), arbor_model_default_params(), &tm), ARBOR_OK,
+    cr_assert_eq(arbor_model_load(target[0] == '/' ? target : fixture(rel),
+                                  arbor_model_default_params(), &tm), ARBOR_OK,
                  "%s", arbor_last_error());
     arbor_context_params cp = arbor_context_default_params();
     cp.n_threads = 2;
@@ -54,7 +55,8 @@ void spec_generate(const char *target, const char *draft, const char *tree, cons
         cp.draft_self_layers = atoi(draft + 5);
     } else if (draft) {
         snprintf(rel, sizeof rel, "models/%s", draft);
-        cr_assert_eq(arbor_model_load(fixture(rel), arbor_model_default_params(), &dm), ARBOR_OK,
+        cr_assert_eq(arbor_model_load(draft[0] == '/' ? draft : fixture(rel),
+                                      arbor_model_default_params(), &dm), ARBOR_OK,
                      "%s", arbor_last_error());
         cp.draft_kind = ARBOR_DRAFT_MODEL;
         cp.draft_model = dm;

@@ -11,11 +11,11 @@ typedef struct spec_run {
     arbor_stats stats;
 } spec_run;
 
-/* Generates n tokens after `prompt` with verifier `target` (a fixture model file name) and the
- * drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model file name) in tree mode
- * `tree`, or "adaptive@cheap": the adaptive scheduler with a fixed cost table in which drafting
- * is cheap and verifying a row costs a tenth of a pass (so it must speculate). Asserts
- * success. */
+/* Generates n tokens after `prompt` with verifier `target` (a fixture model file name, or an
+ * absolute path) and the drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model
+ * file name or absolute path) in tree mode `tree`, or "adaptive@cheap": the adaptive scheduler
+ * with a fixed cost table in which drafting is cheap and verifying a row costs a tenth of a pass
+ * (so it must speculate). Asserts success. */
 void spec_generate(const char *target, const char *draft, const char *tree, const char *prompt,
                    int n, float temp, uint64_t seed, spec_run *out);
 /* Asserts speculative greedy output == plain greedy output for each tree mode, and that
