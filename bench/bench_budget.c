@@ -97,7 +97,7 @@ static void child(const bench_budget_opts *o, int run, uint64_t budget, const ch
         cp.draft_self_layers = atoi(d + 5);
     } else {
         arbor_model_params dp = arbor_model_default_params();
-        dp.resident = true; /* as arbor generate loads drafters */
+        dp.resident = false; /* as arbor generate loads drafters under a budget */
         if (arbor_model_load(d, dp, &dm) != ARBOR_OK) goto fail;
         cp.draft_kind = ARBOR_DRAFT_MODEL;
         cp.draft_model = dm;

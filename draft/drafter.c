@@ -341,7 +341,9 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
                 for (int32_t k = 0; k < d->probs.n && k < DYNAMIC_TOPK; k++)
                     d->cands[nc++] = (ar_tree_cand){node, d->probs.id[k], d->probs.p[k], 0};
             }
-            int32_t width = AR_MAX(2, AR_MIN(10, spec->budget / 3));
+            /* a fixed dynamic:N tree adds at most 10 nodes a level; the scheduler's shaping
+             * (which prices every level) up to a drafter batch's 32 */
+            int32_t width = AR_MAX(2, AR_MIN(req->shape ? 32 : 10, spec->budget / 3));
             bool grow = true;
             if (req->shape) { /* the scheduler sizes the level from its costs */
                 /* catching up with tokens decoded plainly is not this tree's cost */

@@ -119,10 +119,11 @@ fail:
 
 void ar_engine_free(ar_engine *e) {
     if (!e) return;
-    ar_spec_free(e->spec); /* before the stream: a self-drafter's workspace reads from it */
+    ar_spec_free(e->spec); /* before the streams: a drafter's workspace reads from them */
     ar_kv_free(e->kv);
     ar_workspace_free(e->ws);
     ar_stream_free(e->stream);
+    ar_stream_free(e->draft_stream);
     ar_pool_free(e->pool);
     ar_dist_free(&e->dist);
     free(e->tokens);
@@ -132,8 +133,7 @@ void ar_engine_free(ar_engine *e) {
 
 /* ---- the memory budget ---- */
 
-void ar_engine_get_memory(const ar_engine *e, uint64_t separate_drafter_bytes,
-                          ar_engine_memory *out) {
+void ar_engine_get_memory(const ar_engine *e, ar_engine_memory *out) {
     const ar_model *m = e->model;
     const ar_engine_params *p = &e->params;
     memset(out, 0, sizeof *out);
@@ -145,7 +145,7 @@ void ar_engine_get_memory(const ar_engine *e, uint64_t separate_drafter_bytes,
         out->buffers += ar_spec_bytes(e, &e->spec->spec);
         out->drafter = ar_drafter_bytes(e->spec->drafter);
     }
-    out->drafter_weights = separate_drafter_bytes;
+    out->drafter_weights = e->drafter_weights;
     out->process = PROCESS_BYTES;
     out->weights = e->stream ? ar_stream_get_plan(e->stream)->resident_bytes +
                                    ar_stream_get_plan(e->stream)->slot_bytes
@@ -156,11 +156,33 @@ static double mib(uint64_t b) {
     return (double)b / (1024.0 * 1024.0);
 }
 
-ar_status ar_engine_apply_budget(ar_engine *e, uint64_t separate_drafter_bytes) {
+/* A separate drafter model under a budget: pre-faulted, its whole file counts; else its layers
+ * and head are read into memory of their own and its embedding rows from the file. */
+static ar_status drafter_weights(ar_engine *e) {
+    const ar_model *dm = e->spec ? ar_drafter_model(e->spec->drafter) : NULL;
+    e->drafter_weights = 0;
+    if (!dm || dm == e->model) return AR_OK; /* lookup, or self-drafting */
+    if (dm->faulted_in || !dm->gguf->owns_map) {
+        e->drafter_weights = dm->gguf->size;
+        return AR_OK;
+    }
+    ar_stream_params sp = ar_stream_default_params();
+    sp.budget = UINT64_MAX; /* everything resident: no reader */
+    if (getenv("ARBOR_STREAM_BUFFERED")) sp.direct = false;
+    ar_status s = ar_stream_create(dm, &sp, &e->draft_stream);
+    if (s == AR_OK) s = ar_drafter_set_stream(e->spec->drafter, e->draft_stream);
+    if (s != AR_OK) return s;
+    e->drafter_weights = ar_stream_get_plan(e->draft_stream)->resident_bytes;
+    return AR_OK;
+}
+
+ar_status ar_engine_apply_budget(ar_engine *e) {
     const uint64_t budget = e->params.mem_budget;
     if (!budget || e->stream) return AR_OK;
+    ar_status s = drafter_weights(e);
+    if (s != AR_OK) return s;
     ar_engine_memory mem;
-    ar_engine_get_memory(e, separate_drafter_bytes, &mem);
+    ar_engine_get_memory(e, &mem);
     const uint64_t fixed = mem.kv + mem.buffers + mem.drafter + mem.drafter_weights + mem.process;
     ar_stream_params sp = ar_stream_default_params();
     sp.budget = budget > fixed ? budget - fixed : 0;
@@ -168,7 +190,7 @@ ar_status ar_engine_apply_budget(ar_engine *e, uint64_t separate_drafter_bytes) 
     if (dm == e->model) sp.min_resident = ar_drafter_layers(e->spec->drafter); /* self:M */
     if (getenv("ARBOR_STREAM_BUFFERED")) sp.direct = false; /* tests of the fallback */
     ar_stream_plan plan;
-    ar_status s = ar_stream_plan_for(e->model, &sp, &plan);
+    s = ar_stream_plan_for(e->model, &sp, &plan);
     if (s != AR_OK) {
         char why[320];
         snprintf(why, sizeof why, "%s", ar_last_error());

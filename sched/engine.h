@@ -56,6 +56,8 @@ typedef struct ar_engine {
     ar_workspace *ws;
     ar_pool *pool;
     ar_stream *stream; /* the verifier's weights under a memory budget (NULL: the mapping) */
+    ar_stream *draft_stream; /* a separate drafter's weights under a budget (all resident) */
+    uint64_t drafter_weights; /* a separate drafter's weights as a budget counts them */
     int32_t n_vocab;
     int32_t *tokens;   /* [n_ctx + 1]: committed tokens, then the pending one */
     int32_t n_tokens;  /* committed + pending */
@@ -93,15 +95,16 @@ ar_status ar_engine_set_drafter(ar_engine *e, ar_drafter *d, const ar_tree_spec 
 /* With params.mem_budget: once the drafter (if any) is set, what the engine, its drafter and
  * its caches hold is counted, and the rest of the budget goes to the verifier's weights: as
  * much of them stays resident as fits, the rest is streamed for every pass (stream.h). A
- * budget too small for that is refused with the numbers; `separate_drafter_bytes` are the
- * resident bytes of a separate drafter model (its file, mapped and pre-faulted). */
-ar_status ar_engine_apply_budget(ar_engine *e, uint64_t separate_drafter_bytes);
+ * budget too small for that is refused with the numbers. A separate drafter model counts as
+ * its whole file when it was loaded pre-faulted (resident); otherwise its layers and head are
+ * read into memory of their own (a stream with everything resident) and its embedding rows are
+ * read from the file as needed, which leaves the verifier the embedding's bytes. */
+ar_status ar_engine_apply_budget(ar_engine *e);
 /* Bytes the engine holds now, by kind (budget accounting and the budget's error message). */
 typedef struct ar_engine_memory {
     uint64_t kv, buffers, drafter, drafter_weights, process, weights;
 } ar_engine_memory;
-void ar_engine_get_memory(const ar_engine *e, uint64_t separate_drafter_bytes,
-                          ar_engine_memory *out);
+void ar_engine_get_memory(const ar_engine *e, ar_engine_memory *out);
 /* A plain step (the pending token alone), timed: *seconds in all, *compute of them not spent
  * waiting for streamed weights. */
 ar_status ar_engine_plain_step_timed(ar_engine *e, int32_t *out, int32_t *n_out, double *seconds,

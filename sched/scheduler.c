@@ -101,12 +101,17 @@ void ar_sched_set_prior(ar_sched *s, double verify1, double compute1, double dra
     estimate_all(c);
 }
 
-/* Moves entry i towards a measurement of n rows, scaled to the entry's size first. */
+/* Moves entry i towards a measurement of n rows, scaled to the entry's size first. The first
+ * measurement replaces the estimate; later ones move it down fast and up slowly: a machine
+ * shared with others makes some passes slower than the work they do (never faster), and one
+ * slow pass must not make a size look dear for long. */
+#define EMA_DOWN 0.5
+#define EMA_UP   0.1
 static void blend(double *t, double *seen, int32_t n, double seconds) {
     const int i = size_index(n);
     const double at = interp(t, n);
     const double v = at > 0 ? t[i] * seconds / at : seconds;
-    const double w = seen[i] > 0 ? fmax(EMA, 1.0 / (seen[i] + 1.0)) : 1.0;
+    const double w = !(seen[i] > 0) ? 1.0 : v < t[i] ? EMA_DOWN : EMA_UP;
     t[i] = (1.0 - w) * t[i] + w * v;
     seen[i] = fmin(SEEN_MAX, seen[i] + 1.0);
 }
@@ -208,7 +213,7 @@ int32_t ar_sched_choose_size(const ar_sched *s, const ar_tree *tree, double draf
 }
 
 #define SHAPE_MAX_CANDS 128 /* candidates considered per level (the best ones) */
-#define SHAPE_MAX_WIDTH 16  /* nodes a level may add */
+#define SHAPE_MAX_WIDTH 32  /* nodes a level may add */
 
 /* The values of the tree's draft nodes, then extra[0..n_extra), sorted best first into v. */
 static int32_t merge_values(const ar_tree *tree, const float *extra, int32_t n_extra, float *v) {

@@ -32,19 +32,41 @@ struct ar_workspace {
     uint8_t *embd_row; /* a raw embedding row read from the file */
 };
 
+/* The workspace's per-row buffers, one list for creating, freeing and counting them: buffer i
+ * of w, and the floats a row of it takes for model m (0: not needed by this architecture). */
+#define WS_ROW_BUFFERS 10
+static float **row_buffer(ar_workspace *w, int i) {
+    float **const f[WS_ROW_BUFFERS] = {&w->x, &w->xn, &w->q, &w->k, &w->v, &w->hg, &w->hu,
+                                       &w->y, &w->rope_cs, &w->fused};
+    return f[i];
+}
+static void row_floats(const ar_model *m, uint64_t *floats) {
+    const ar_hparams *hp = &m->hp;
+    const ar_arch_traits *tr = ar_arch_get(hp->arch);
+    const uint64_t E = (uint64_t)hp->n_embd, F = (uint64_t)hp->n_ff;
+    const uint64_t qd = (uint64_t)hp->n_head * hp->head_dim, kvd = (uint64_t)hp->n_head_kv * hp->head_dim;
+    const uint64_t fused = tr->fused_qkv || tr->fused_gate_up ? AR_MAX(qd + 2 * kvd, 2 * F) : 0;
+    const uint64_t n[WS_ROW_BUFFERS] = {E, AR_MAX(E, qd), qd, kvd, kvd, F, F, E,
+                                        (uint64_t)hp->n_rot + 2, fused};
+    memcpy(floats, n, sizeof n);
+}
+
+/* The widest activation row a matmul rounds (its scratch's row). */
+static int64_t max_matmul_in(const ar_hparams *hp) {
+    return (int64_t)AR_MAX(AR_MAX((size_t)hp->n_embd, (size_t)hp->n_head * hp->head_dim),
+                           (size_t)hp->n_ff);
+}
+
 uint64_t ar_workspace_bytes(const ar_model *m, int32_t max_batch, int32_t n_ctx, int n_threads) {
     const ar_hparams *hp = &m->hp;
-    const uint64_t B = (uint64_t)max_batch, C = (uint64_t)n_ctx, T = (uint64_t)n_threads;
-    const uint64_t qd = (uint64_t)hp->n_head * hp->head_dim, kvd = (uint64_t)hp->n_head_kv * hp->head_dim;
-    const uint64_t wide = AR_MAX((uint64_t)hp->n_embd, qd);
+    uint64_t per_row[WS_ROW_BUFFERS], floats = 0;
+    row_floats(m, per_row);
+    for (int i = 0; i < WS_ROW_BUFFERS; i++) floats += (uint64_t)max_batch * per_row[i];
     const uint64_t group = (uint64_t)(hp->n_head / hp->n_head_kv);
-    uint64_t floats = B * ((uint64_t)hp->n_embd + wide + qd + 2 * kvd + 2 * (uint64_t)hp->n_ff +
-                           (uint64_t)hp->n_rot + 2);
-    floats += T * C * (group + 1); /* attention scores and cells per thread */
-    const uint64_t ints = C + B;
+    floats += (uint64_t)n_threads * (uint64_t)n_ctx * (group + 1); /* attention, per thread */
+    const uint64_t ints = (uint64_t)n_ctx + (uint64_t)max_batch;  /* depth, rows_out */
     return floats * sizeof(float) + ints * sizeof(int32_t) +
-           ar_matmul_scratch_bytes(max_batch, (int64_t)AR_MAX(wide, (uint64_t)hp->n_ff)) +
-           m->tok_embd.nb1 + 64;
+           ar_matmul_scratch_bytes(max_batch, max_matmul_in(hp)) + m->tok_embd.nb1 + 64;
 }
 
 ar_status ar_workspace_create(const ar_model *m, int32_t max_batch, int32_t n_ctx,
@@ -53,33 +75,21 @@ ar_status ar_workspace_create(const ar_model *m, int32_t max_batch, int32_t n_ct
     if (max_batch < 1 || n_ctx < 1)
         return ar_fail(AR_ERR_INVALID_ARG, "workspace: batch %d and context %d must be >= 1",
                        max_batch, n_ctx);
-    const ar_hparams *hp = &m->hp;
-    size_t B = (size_t)max_batch;
-    size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t wide = AR_MAX((size_t)hp->n_embd, qd);
     ar_workspace *w = calloc(1, sizeof *w);
     if (!w) return ar_fail(AR_ERR_NOMEM, "workspace: out of memory");
     w->max_batch = max_batch;
     w->n_ctx = n_ctx;
-    w->x = ar_aligned_alloc(B * (size_t)hp->n_embd * sizeof(float));
-    w->xn = ar_aligned_alloc(B * wide * sizeof(float));
-    w->q = ar_aligned_alloc(B * qd * sizeof(float));
-    w->k = ar_aligned_alloc(B * kvd * sizeof(float));
-    w->v = ar_aligned_alloc(B * kvd * sizeof(float));
-    w->hg = ar_aligned_alloc(B * (size_t)hp->n_ff * sizeof(float));
-    w->hu = ar_aligned_alloc(B * (size_t)hp->n_ff * sizeof(float));
+    uint64_t per_row[WS_ROW_BUFFERS];
+    row_floats(m, per_row);
+    bool ok = true;
+    for (int i = 0; i < WS_ROW_BUFFERS; i++)
+        if (per_row[i] && !(*row_buffer(w, i) = ar_aligned_alloc((size_t)max_batch * per_row[i] *
+                                                                  sizeof(float))))
+            ok = false;
     w->depth = calloc((size_t)n_ctx, sizeof(int32_t));
-    w->rows_out = calloc(B, sizeof(int32_t));
-    w->rope_cs = ar_aligned_alloc(B * (size_t)(hp->n_rot + 2) * sizeof(float));
-    const ar_arch_traits *tr = ar_arch_get(hp->arch);
-    w->y = ar_aligned_alloc(B * (size_t)hp->n_embd * sizeof(float));
-    if (tr->fused_qkv || tr->fused_gate_up)
-        w->fused = ar_aligned_alloc(B * AR_MAX(qd + 2 * kvd, 2 * (size_t)hp->n_ff) * sizeof(float));
-    size_t max_in = AR_MAX(wide, (size_t)hp->n_ff);
-    ar_status s = ar_matmul_scratch_create(max_batch, (int64_t)max_in, &w->mm);
-    if (s != AR_OK || !w->x || !w->xn || !w->q || !w->k || !w->v || !w->hg || !w->hu ||
-        !w->depth || !w->rows_out || !w->rope_cs || !w->y ||
-        ((tr->fused_qkv || tr->fused_gate_up) && !w->fused)) {
+    w->rows_out = calloc((size_t)max_batch, sizeof(int32_t));
+    ar_status s = ar_matmul_scratch_create(max_batch, max_matmul_in(&m->hp), &w->mm);
+    if (s != AR_OK || !ok || !w->depth || !w->rows_out) {
         ar_workspace_free(w);
         return ar_fail(AR_ERR_NOMEM, "workspace for batch %d: out of memory", max_batch);
     }
@@ -89,16 +99,7 @@ ar_status ar_workspace_create(const ar_model *m, int32_t max_batch, int32_t n_ct
 
 void ar_workspace_free(ar_workspace *w) {
     if (!w) return;
-    ar_aligned_free(w->x);
-    ar_aligned_free(w->xn);
-    ar_aligned_free(w->q);
-    ar_aligned_free(w->k);
-    ar_aligned_free(w->v);
-    ar_aligned_free(w->hg);
-    ar_aligned_free(w->hu);
-    ar_aligned_free(w->rope_cs);
-    ar_aligned_free(w->y);
-    ar_aligned_free(w->fused);
+    for (int i = 0; i < WS_ROW_BUFFERS; i++) ar_aligned_free(*row_buffer(w, i));
     ar_aligned_free(w->scores);
     ar_aligned_free(w->cells);
     ar_aligned_free(w->embd_row);

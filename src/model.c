@@ -539,6 +539,7 @@ static void make_resident(ar_model *m) {
     for (size_t off = 0; off < g->size; off += (size_t)page) sink ^= g->map[off];
     (void)sink;
     m->resident = mlock(g->map, g->size) == 0;
+    m->faulted_in = true;
 }
 
 /* The matrices the forward pass multiplies by, for repacking. */

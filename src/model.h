@@ -132,7 +132,8 @@ typedef struct ar_model {
     const float *rope_long, *rope_short; /* longrope: [n_rot / 2] each */
     uint8_t *claimed;         /* while loading: which of the file's tensors the model uses */
     void *owned;              /* dequantized copies of small 1-D tensors stored in other formats */
-    bool resident;            /* pre-faulted (and mlocked when permitted) */
+    bool resident;            /* pre-faulted and mlocked */
+    bool faulted_in;          /* pre-faulted (params.resident), locked or not */
     void *packed;             /* repacked copies of the matrices (params.repack), or NULL */
     size_t packed_bytes;
 } ar_model;

@@ -48,7 +48,6 @@ struct arbor_context {
     size_t piece_cap;
     arbor_trace_fn trace;
     void *trace_user;
-    uint64_t drafter_weights; /* a separate drafter's file, counted in a budget */
     int32_t step_tokens;      /* arbor_step since the last arbor_prefill */
     double step_seconds;
 };
@@ -451,10 +450,7 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
             api_log(ARBOR_LOG_INFO, "placement: %s", c->engine->placement);
     }
     if (s == AR_OK && params.draft_kind != ARBOR_DRAFT_NONE) s = attach_drafter(c, &params, &spec);
-    if (s == AR_OK && params.mem_budget) {
-        c->drafter_weights = params.draft_kind == ARBOR_DRAFT_MODEL ? params.draft_model->m->gguf->size : 0;
-        s = ar_engine_apply_budget(c->engine, c->drafter_weights);
-    }
+    if (s == AR_OK && params.mem_budget) s = ar_engine_apply_budget(c->engine);
     if (s != AR_OK) {
         arbor_context_free(c);
         return (arbor_status)s;
@@ -502,7 +498,7 @@ arbor_status arbor_context_get_memory(const arbor_context *ctx, arbor_memory_inf
     if (!ctx || !out) return FAIL(ARBOR_ERR_INVALID_ARG, "arbor_context_get_memory: NULL argument");
     ar_engine *e = ctx->engine;
     ar_engine_memory mem;
-    ar_engine_get_memory(e, ctx->drafter_weights, &mem);
+    ar_engine_get_memory(e, &mem);
     *out = (arbor_memory_info){.budget = e->params.mem_budget,
                                .verifier_resident = mem.weights,
                                .resident_layers = ctx->model->m->hp.n_layer,

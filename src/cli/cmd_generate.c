@@ -350,7 +350,9 @@ int cmd_generate(int argc, char **argv) {
         cp.draft_self_layers = (int32_t)m;
     } else if (draft) {
         arbor_model_params dp = arbor_model_default_params();
-        dp.resident = true; /* the drafter runs every step: keep it in memory */
+        /* the drafter runs every step: keep it in memory (under a budget the context reads its
+         * layers and head into memory of its own, and leaves its embedding on disk) */
+        dp.resident = !cp.mem_budget;
         if (arbor_model_load(draft, dp, &draft_model) != ARBOR_OK) {
             cli_error(1, "%s", arbor_last_error());
             goto done;
