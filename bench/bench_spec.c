@@ -22,7 +22,7 @@
 
 #include "arbor.h"
 #include "bench.h"
-#include "draft/drafter.h"
+#include "sched/treespec.h"
 #include "src/cache.h"
 #include "src/cli/cli.h"
 #include "src/synth.h"
@@ -161,7 +161,7 @@ static int mode_budget(const char *tree) {
     if (!strcmp(tree, "plain")) return 0;
     ar_tree_spec spec;
     if (ar_tree_spec_parse(tree, &spec) != AR_OK) return -2;
-    return spec.mode == AR_TREE_ADAPTIVE ? -1 : spec.budget;
+    return spec.adaptive ? -1 : spec.shape.budget;
 }
 
 /* A mode is a tree (or plain) and options after '+': pipeline, pin, nopin (the default:

@@ -312,7 +312,7 @@ static ar_status eval_level(ar_drafter *d, ar_tree *tree) {
 
 /* A node's value: the estimated probability that the verifier accepts its whole path. */
 static float node_value(const ar_draft_request *req, float parent_value, float p_draft) {
-    return parent_value * ar_accept_estimate(req->accept_table, p_draft);
+    return parent_value * (req->accept ? req->accept(req->accept_user, p_draft) : p_draft);
 }
 
 static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,
@@ -327,7 +327,7 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
      * overwrites them */
     d->row_logits[0] = root_logits;
     d->n_evaluated = 1;
-    const ar_tree_spec *spec = &req->spec;
+    const ar_tree_shape *spec = &req->spec;
     int32_t room = d->kv->cap - d->kv->n_committed; /* cells for the tree, root included */
     int32_t n_frontier = 1;
     d->frontier[0] = 0;
@@ -393,12 +393,11 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
 static ar_status draft_lookup(ar_drafter *d, const ar_draft_request *req, ar_tree *tree) {
     const int32_t *t = req->tokens;
     int32_t len = req->n_committed + 1; /* the root is the last token */
-    const ar_tree_spec *spec = &req->spec;
+    const ar_tree_shape *spec = &req->spec;
     int32_t n_paths = spec->mode == AR_TREE_CHAIN ? 1 : AR_MAX(1, spec->branch[0]);
-    if (spec->mode == AR_TREE_DYNAMIC || spec->mode == AR_TREE_ADAPTIVE) n_paths = 4;
-    int32_t depth = spec->mode == AR_TREE_DYNAMIC || spec->mode == AR_TREE_ADAPTIVE
-                        ? AR_MAX(1, spec->budget / n_paths)
-                        : spec->n_levels;
+    if (spec->mode == AR_TREE_DYNAMIC) n_paths = 4;
+    int32_t depth =
+        spec->mode == AR_TREE_DYNAMIC ? AR_MAX(1, spec->budget / n_paths) : spec->n_levels;
     int32_t found = 0;
     for (int32_t n = AR_MIN(LOOKUP_MAX_NGRAM, len - 1); n >= 1 && found == 0; n--) {
         const int32_t *suffix = t + len - n;

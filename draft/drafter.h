@@ -16,25 +16,20 @@
 
 #define AR_SPEC_MAX_LEVELS 32
 
+/* The shapes a drafter grows (the scheduler's "adaptive" mode is a dynamic shape whose every
+ * level it sizes: sched/treespec.h). */
 typedef enum ar_tree_mode {
     AR_TREE_CHAIN = 0,
     AR_TREE_STATIC = 1,
     AR_TREE_DYNAMIC = 2,
-    AR_TREE_ADAPTIVE = 3, /* the scheduler chooses (sched/) */
 } ar_tree_mode;
 
-typedef struct ar_tree_spec {
+typedef struct ar_tree_shape {
     ar_tree_mode mode;
     int32_t n_levels;                      /* chain / static: depth */
     int32_t branch[AR_SPEC_MAX_LEVELS];    /* static: children per node at each level */
     int32_t budget;                        /* draft nodes (root excluded) */
-} ar_tree_spec;
-
-/* Parses "chain:K", "static:4x2x2x1", "dynamic:N", "adaptive". The tree (root included) must fit
- * one verification (AR_TREE_MAX rows). */
-ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *out);
-/* Writes the canonical spelling of spec into buf. */
-void ar_tree_spec_format(const ar_tree_spec *spec, char *buf, size_t cap);
+} ar_tree_shape;
 
 typedef enum ar_drafter_kind { AR_DRAFTER_MODEL = 1, AR_DRAFTER_LOOKUP = 2 } ar_drafter_kind;
 
@@ -51,15 +46,16 @@ ar_drafter_kind ar_drafter_kind_of(const ar_drafter *d);
 typedef struct ar_draft_request {
     const int32_t *tokens;  /* the committed context, then the root (pending) token */
     int32_t n_committed;    /* tokens[n_committed] is the root */
-    ar_tree_spec spec;
+    ar_tree_shape spec;
     bool sample;            /* children drawn from q (sampled trees) instead of top-k */
     const ar_sampler_params *sampling; /* transforms giving the drafter's q when sampling */
     ar_rng *rng;
-    /* dynamic trees: the estimated probability that the verifier accepts a node given the
-     * drafter's probability p_draft, as a table over AR_ACCEPT_BINS equal bins of p_draft
-     * (NULL: p_draft itself). A node's value is the product along its path; growth stops when
-     * no new node's value reaches stop_below (0: the default of 0.02). */
-    const float *accept_table;
+    /* dynamic trees: the estimated probability that the verifier accepts a node the drafter gave
+     * p_draft, accept(accept_user, p_draft) (NULL: p_draft itself; the scheduler's acceptance
+     * model otherwise). A node's value is the product along its path; growth stops when no new
+     * node's value reaches stop_below (0: the default of 0.02). */
+    float (*accept)(const void *accept_user, float p_draft);
+    const void *accept_user;
     float stop_below;
     /* dynamic trees, optional: sizes each level from costs (the adaptive scheduler). Before a
      * level is added it gets the candidates (children of the frontier, with the drafter's
@@ -72,16 +68,6 @@ typedef struct ar_draft_request {
     const void *shape_user;
 } ar_draft_request;
 
-#define AR_ACCEPT_BINS 10
-static inline int ar_accept_bin(float p) {
-    int b = (int)(p * AR_ACCEPT_BINS);
-    return b < 0 ? 0 : b >= AR_ACCEPT_BINS ? AR_ACCEPT_BINS - 1 : b;
-}
-/* The estimated probability that the verifier accepts a draft token the drafter gave p: its bin
- * of accept_table (NULL: p itself). A node's value is the product of these along its path. */
-static inline float ar_accept_estimate(const float *accept_table, float p) {
-    return accept_table ? accept_table[ar_accept_bin(p)] : p;
-}
 
 /* Grows `tree` (reset to the root by the drafter). For sampled trees, q[i] receives the
  * drafter's distribution at node i when node i's children were sampled from it, else NULL

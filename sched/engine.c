@@ -20,21 +20,28 @@
  * logits) take at most this share of it. */
 #define TREE_BUDGET_SHARE 8
 
-/* The buffers a context of p.n_ctx cells needs (KV cache, logits rows, per-cell arrays of the
- * engine and of each thread's attention scratch), checked against physical memory before any is
- * allocated: an oversized context gets the numbers, not an allocation that succeeds lazily and
- * fails when the pages are touched. */
+/* The one memory check of a context: what it will allocate for p.n_ctx cells (the KV caches of
+ * verifier and drafter, logits rows, workspaces with their per-cell attention scratch), against
+ * physical memory, before any of it is allocated: an oversized context gets the numbers, not an
+ * allocation that succeeds lazily and fails when the pages are touched. */
 static ar_status check_memory(const ar_model *m, const ar_engine_params *p, int32_t ws_rows,
                               int32_t tree_rows) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return AR_OK; /* unknown: the allocations decide */
-    double phys = (double)pages * (double)page, gib = 1073741824.0;
+    const double phys = (double)pages * (double)page, gib = 1073741824.0;
     double kv = (double)ar_kv_bytes(m, p->n_ctx, 0, p->kv_type);
     double logits = (double)tree_rows * m->hp.n_vocab * sizeof(float);
     double ws = (double)ar_workspace_bytes(m, ws_rows, p->n_ctx, p->n_threads);
+    if (p->draft_model) { /* a model drafter: its cache and batches of up to 64 rows */
+        const ar_model *d = p->draft_model;
+        const int32_t rows = AR_MIN(AR_BATCH_INVARIANT, p->n_ctx);
+        kv += (double)ar_kv_bytes(d, p->n_ctx, p->draft_layers, AR_TYPE_F32);
+        logits += (double)rows * d->hp.n_vocab * sizeof(float);
+        ws += (double)ar_workspace_bytes(d, rows, p->n_ctx, 1);
+    }
     if (kv + logits + ws <= phys) return AR_OK;
     return ar_fail(AR_ERR_NOMEM,
-                   "a context of %d cells needs %.1f GiB (KV cache %.1f GiB, logits %.1f GiB, "
+                   "a context of %d cells needs %.1f GiB (KV caches %.1f GiB, logits %.1f GiB, "
                    "buffers %.1f GiB), more than the %.1f GiB of physical memory",
                    p->n_ctx, (kv + logits + ws) / gib, kv / gib, logits / gib, ws / gib,
                    phys / gib);
@@ -142,7 +149,7 @@ void ar_engine_get_memory(const ar_engine *e, ar_engine_memory *out) {
                    (uint64_t)e->tree_rows * (uint64_t)e->n_vocab * sizeof(float) +
                    ((uint64_t)e->kv->cap + 1) * sizeof(int32_t) + ar_dist_bytes(e->n_vocab);
     if (e->spec) {
-        out->buffers += ar_spec_bytes(e, &e->spec->spec);
+        out->buffers += ar_spec_bytes(e);
         out->drafter = ar_drafter_bytes(e->spec->drafter);
     }
     out->drafter_weights = e->drafter_weights;

@@ -25,6 +25,11 @@ typedef struct ar_engine_params {
     uint64_t mem_budget;   /* bytes for both models, caches and buffers (0: no budget; see
                               ar_engine_apply_budget) */
     bool cost_cache;       /* adaptive: keep the scheduler's cost table in the per-user cache */
+    /* the drafter that will be set (ar_engine_set_drafter), for checking the whole context's
+     * memory before anything is allocated: its model (NULL: none or prompt lookup) and layers
+     * run (<= 0: all) */
+    const ar_model *draft_model;
+    int32_t draft_layers;
 } ar_engine_params;
 
 typedef struct ar_engine_stats {

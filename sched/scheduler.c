@@ -14,6 +14,10 @@
 #define MAX_CHAIN 16         /* the longest chain the can-pay test considers */
 #define FALLBACK_MIN_STEPS 4 /* speculative steps measured before the fallback judges them */
 
+float ar_sched_accept(const void *user, float p) {
+    return ((const ar_sched *)user)->accept_table[ar_accept_bin(p)];
+}
+
 void ar_sched_init(ar_sched *s) {
     memset(s, 0, sizeof *s);
     /* prior: acceptance equals the drafter's confidence, worth one observation per bin */
@@ -236,11 +240,11 @@ int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tre
     int32_t n_parents = 0;
     for (int32_t i = 0; i < n_cands; i++) {
         const float pv = tree->nodes[cands[i].parent].value;
-        const float a = ar_accept_estimate(s->accept_table, cands[i].p), v = pv * a;
+        const float a = ar_sched_accept(s, cands[i].p), v = pv * a;
         bool best_of_parent = true; /* ties: the first listed */
         for (int32_t j = 0; j < n_cands && best_of_parent; j++) {
             if (j == i || cands[j].parent != cands[i].parent) continue;
-            const float aj = ar_accept_estimate(s->accept_table, cands[j].p);
+            const float aj = ar_sched_accept(s, cands[j].p);
             if (aj > a || (aj == a && j < i)) best_of_parent = false;
         }
         if (best_of_parent && pv > 0) {

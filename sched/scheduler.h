@@ -27,6 +27,14 @@
 #include "draft/drafter.h"
 #include "tokentree/tokentree.h"
 
+/* The acceptance model: how often the verifier accepts a draft token the drafter gave p, counted
+ * in AR_ACCEPT_BINS equal bins of p. */
+#define AR_ACCEPT_BINS 10
+static inline int ar_accept_bin(float p) {
+    int b = (int)(p * AR_ACCEPT_BINS);
+    return b < 0 ? 0 : b >= AR_ACCEPT_BINS ? AR_ACCEPT_BINS - 1 : b;
+}
+
 /* Batch sizes of the cost table: every size up to 16, where trees are chosen and where kernels
  * change (the n <= 4 matmul kernels end at 4: a 5-row batch can cost far more than 4, which an
  * interpolation between powers of two would hide), then 32 .. 256 (streamed verifiers). */
@@ -65,6 +73,10 @@ typedef struct ar_sched {
 } ar_sched;
 
 void ar_sched_init(ar_sched *s);
+/* The estimated probability that the verifier accepts a draft token the drafter gave p (user:
+ * the ar_sched; the drafter's ar_draft_request.accept). A node's value is the product of these
+ * along its path. */
+float ar_sched_accept(const void *user, float p);
 /* Interpolated seconds for a verifier / drafter batch of n rows. */
 double ar_sched_verify_cost(const ar_sched *s, int32_t n);
 double ar_sched_draft_cost(const ar_sched *s, int32_t n);

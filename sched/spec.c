@@ -16,9 +16,9 @@ ar_status ar_spec_create(ar_engine *e, ar_drafter *d, const ar_tree_spec *spec, 
         return ar_fail(AR_ERR_NOMEM, "out of memory");
     }
     sp->drafter = d;
-    sp->spec = *spec;
+    sp->spec = spec->shape;
     sp->accept_sampled = ar_accept_sampled_from;
-    sp->adaptive = spec->mode == AR_TREE_ADAPTIVE;
+    sp->adaptive = spec->adaptive;
     const int32_t cap = AR_MIN(AR_TREE_MAX, e->tree_rows);
     if (sp->adaptive) {
         ar_sched_init(&sp->sched);
@@ -74,14 +74,13 @@ void ar_spec_free(ar_spec *sp) {
     free(sp);
 }
 
-uint64_t ar_spec_bytes(const ar_engine *e, const ar_tree_spec *spec) {
+uint64_t ar_spec_bytes(const ar_engine *e) {
     const uint64_t cap = (uint64_t)AR_MIN(AR_TREE_MAX, e->tree_rows), V = (uint64_t)e->n_vocab;
     uint64_t b = ar_tree_bytes((int32_t)cap) * (e->params.pipeline ? 2 : 1);
     b += cap * (sizeof(void *) * 2 + 4 * sizeof(int32_t));
     b += ((uint64_t)e->kv->cap + cap) * sizeof(int32_t);         /* history */
     b += V * (sizeof(int32_t) + sizeof(float) + sizeof(double)); /* accept work */
     b += ar_dist_bytes(e->n_vocab);                              /* p */
-    (void)spec;
     return b;
 }
 
@@ -149,7 +148,8 @@ static ar_status phase_draft(step *st) {
                                  .rng = &sp->draft_rng};
     if (sp->adaptive) {
         st->req.spec.mode = AR_TREE_DYNAMIC;
-        st->req.accept_table = sp->sched.accept_table;
+        st->req.accept = ar_sched_accept;
+        st->req.accept_user = &sp->sched;
         st->req.stop_below = sp->sched.threshold;
         st->req.shape = ar_sched_shape_level;
         st->req.shape_user = &sp->sched;

@@ -14,6 +14,7 @@
 
 #include "draft/drafter.h"
 #include "sched/scheduler.h"
+#include "sched/treespec.h"
 #include "src/sampling.h"
 #include "verify/accept.h"
 
@@ -28,7 +29,7 @@ typedef ar_status (*ar_sampled_rule)(const ar_tree *t, ar_dist_source p_of, void
 /* Speculation state: the drafter, the tree shape and the buffers of one verification. */
 typedef struct ar_spec {
     ar_drafter *drafter; /* owned */
-    ar_tree_spec spec;
+    ar_tree_shape spec;  /* adaptive: dynamic, its levels sized by the scheduler */
     ar_tree tree;
     const ar_dist **q; /* [tree cap] drafter distributions of sampled nodes */
     ar_dist p;         /* the verifier's distribution at the node the walk is at */
@@ -55,7 +56,7 @@ ar_status ar_spec_create(struct ar_engine *e, ar_drafter *d, const ar_tree_spec 
                          ar_spec **out);
 void ar_spec_free(ar_spec *sp);
 /* Bytes the speculation state holds besides the drafter's own (budget accounting). */
-uint64_t ar_spec_bytes(const struct ar_engine *e, const ar_tree_spec *spec);
+uint64_t ar_spec_bytes(const struct ar_engine *e);
 ar_status ar_spec_step(struct ar_engine *e, int32_t *out, int32_t cap, int32_t *n_out);
 
 /* pipeline.c: the drafting thread */

@@ -665,20 +665,16 @@ ar_status ar_kv_create(const ar_model *m, int32_t n_ctx, int32_t n_layer, ar_typ
     if (type != AR_TYPE_F32 && type != AR_TYPE_F16)
         return ar_fail(AR_ERR_INVALID_ARG, "KV cache type must be f32 or f16");
     if (n_layer <= 0 || n_layer > m->hp.n_layer) n_layer = m->hp.n_layer;
-    /* Refuse up front what cannot fit in physical memory: calloc of a huge cache may succeed
-     * (pages are only committed when touched) and the process would die later instead. */
+    /* sizes that overflow are refused here; whether the cache fits in memory is the engine's
+     * one check of the whole context (sched/engine.c) */
     uint64_t cell =
         (uint64_t)m->hp.n_head_kv * (uint64_t)m->hp.head_dim * (type == AR_TYPE_F16 ? 2 : 4);
     uint64_t bytes;
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
     if (!ar_mul_ok(cell, 2ull * (uint64_t)n_layer, &bytes) ||
-        !ar_mul_ok(bytes, (uint64_t)n_ctx, &bytes) || bytes > phys || bytes > SIZE_MAX)
-        return ar_fail(AR_ERR_NOMEM,
-                       "KV cache of %d cells needs %.1f GiB (%d layers x 2 x %d cells x %llu "
-                       "bytes), more than the %.1f GiB of physical memory: use a smaller context",
-                       n_ctx, (double)cell * 2.0 * n_layer * n_ctx / 1073741824.0, n_layer, n_ctx,
-                       (unsigned long long)cell, (double)phys / 1073741824.0);
+        !ar_mul_ok(bytes, (uint64_t)n_ctx, &bytes) || bytes > SIZE_MAX)
+        return ar_fail(AR_ERR_NOMEM, "KV cache of %d cells: %d layers x 2 x %d cells x %llu bytes "
+                                     "overflows",
+                       n_ctx, n_layer, n_ctx, (unsigned long long)cell);
     ar_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return ar_fail(AR_ERR_NOMEM, "KV cache: out of memory");
     kv->n_layer = n_layer;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "sched/engine.h"
+#include "sched/treespec.h"
 #include "tests/util/refs.h"
 
 static ar_model *load(const char *file) {

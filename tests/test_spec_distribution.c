@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "sched/engine.h"
+#include "sched/treespec.h"
 #include "tests/util/refs.h"
 
 #define RUNS 6000

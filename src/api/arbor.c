@@ -309,22 +309,6 @@ arbor_context_params arbor_context_default_params(void) {
                                   .cost_cache = true};
 }
 
-/* Refuses a KV cache larger than the machine's memory up front (allocating and zeroing it
- * would otherwise end in the OOM killer rather than in an error). */
-static arbor_status check_kv_size(const ar_model *verifier, const ar_model *drafter, int32_t n_ctx,
-                                  ar_type type) {
-    uint64_t bytes = ar_kv_bytes(verifier, n_ctx, 0, type);
-    if (drafter) bytes += ar_kv_bytes(drafter, n_ctx, 0, type);
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
-    if (bytes > phys)
-        return FAIL(ARBOR_ERR_NOMEM,
-                    "context of %d tokens needs %.1f GiB of KV cache, more than the machine's "
-                    "%.1f GiB",
-                    n_ctx, (double)bytes / 1073741824.0, (double)phys / 1073741824.0);
-    return ARBOR_OK;
-}
-
 static arbor_status check_context_params(const arbor_model *model, const arbor_context_params *p,
                                          ar_tree_spec *spec) {
     const ar_model *m = model->m;
@@ -362,13 +346,11 @@ static arbor_status check_context_params(const arbor_model *model, const arbor_c
         ar_status s = ar_tree_spec_parse(p->tree ? p->tree : "adaptive", spec);
         if (s != AR_OK) return (arbor_status)s;
     }
-    if (p->sched_costs && (p->draft_kind == ARBOR_DRAFT_NONE || spec->mode != AR_TREE_ADAPTIVE))
+    if (p->sched_costs && (p->draft_kind == ARBOR_DRAFT_NONE || !spec->adaptive))
         return FAIL(ARBOR_ERR_INVALID_ARG,
                     "context: sched_costs %s needs a drafter and the adaptive tree",
                     p->sched_costs);
-    int32_t n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
-    const ar_model *dm = p->draft_kind == ARBOR_DRAFT_MODEL ? p->draft_model->m : NULL;
-    return check_kv_size(m, dm, n_ctx, p->kv_f16 ? AR_TYPE_F16 : AR_TYPE_F32);
+    return ARBOR_OK; /* memory: the engine checks the whole context (sched/engine.c) */
 }
 
 static ar_status attach_drafter(arbor_context *c, const arbor_context_params *p,
@@ -440,7 +422,14 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
                            .pipeline = params.pipeline,
                            .draft_threads = params.draft_threads,
                            .mem_budget = params.mem_budget,
-                           .cost_cache = params.cost_cache};
+                           .cost_cache = params.cost_cache,
+                           .draft_model = params.draft_kind == ARBOR_DRAFT_MODEL
+                                              ? params.draft_model->m
+                                              : params.draft_kind == ARBOR_DRAFT_SELF ? model->m
+                                                                                       : NULL,
+                           .draft_layers = params.draft_kind == ARBOR_DRAFT_SELF
+                                               ? params.draft_self_layers
+                                               : 0};
     ar_status s = ar_engine_create(model->m, ep, &c->engine);
     if (s == AR_OK && params.pin_threads) {
         if (c->engine->pin_failed)

@@ -1,13 +1,14 @@
-/* fuzz_treespec.c: libFuzzer harness for the tree-shape parser (ar_tree_spec_parse,
- * draft/treespec.c). The input is the spec text. A rejected spec needs a one-line error; an
+/* fuzz_treespec.c: libFuzzer harness for the tree-mode parser (ar_tree_spec_parse,
+ * sched/treespec.c). The input is the spec text. A rejected spec needs a one-line error; an
  * accepted one must describe a tree that fits a batch-invariant verification, and its canonical
  * spelling (ar_tree_spec_format) must parse back to the same spec. */
 #include <string.h>
 
-#include "draft/drafter.h"
+#include "sched/treespec.h"
 #include "tests/fuzz/fuzz.h"
 
-static void fz_spec_check(const ar_tree_spec *s) {
+static void fz_spec_check(const ar_tree_spec *spec) {
+    const ar_tree_shape *s = &spec->shape;
     FZ_CHECK(s->budget >= 1 && s->budget <= AR_TREE_MAX - 1);
     FZ_CHECK(s->n_levels >= 0 && s->n_levels <= AR_SPEC_MAX_LEVELS);
     if (s->mode == AR_TREE_CHAIN || s->mode == AR_TREE_STATIC) {
@@ -39,9 +40,10 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size) {
     ar_tree_spec_format(&spec, canon, sizeof canon);
     ar_tree_spec again;
     FZ_CHECK(ar_tree_spec_parse(canon, &again) == AR_OK);
-    FZ_CHECK(again.mode == spec.mode && again.n_levels == spec.n_levels &&
-             again.budget == spec.budget);
-    FZ_CHECK(memcmp(again.branch, spec.branch, sizeof spec.branch) == 0);
+    FZ_CHECK(again.adaptive == spec.adaptive && again.shape.mode == spec.shape.mode &&
+             again.shape.n_levels == spec.shape.n_levels &&
+             again.shape.budget == spec.shape.budget);
+    FZ_CHECK(memcmp(again.shape.branch, spec.shape.branch, sizeof spec.shape.branch) == 0);
     /* a short buffer truncates, never overflows */
     char small[8];
     ar_tree_spec_format(&spec, small, sizeof small);

@@ -1,10 +1,10 @@
-/* treespec.c: parsing and printing tree-shape specifications ("chain:4", "static:4x2x1",
- * "dynamic:16", "adaptive"), shared by the CLI, the API and the benchmark harness. */
+/* treespec.c: parsing and printing tree modes ("chain:4", "static:4x2x1", "dynamic:16",
+ * "adaptive"; treespec.h), shared by the CLI, the API and the benchmark harness. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "drafter.h"
+#include "treespec.h"
 
 static bool parse_count(const char *s, char **end, int64_t lo, int64_t hi, int32_t *out) {
     if (*s < '0' || *s > '9') return false;
@@ -15,16 +15,24 @@ static bool parse_count(const char *s, char **end, int64_t lo, int64_t hi, int32
     return true;
 }
 
-ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *out) {
+static ar_status parse_shape(const char *s, ar_tree_shape *out);
+
+ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *spec) {
+    memset(spec, 0, sizeof *spec);
+    if (s && !strcmp(s, "adaptive")) {
+        spec->adaptive = true;
+        spec->shape.mode = AR_TREE_DYNAMIC;
+        spec->shape.budget = AR_TREE_MAX - 1;
+        return AR_OK;
+    }
+    return parse_shape(s, &spec->shape);
+}
+
+static ar_status parse_shape(const char *s, ar_tree_shape *out) {
     memset(out, 0, sizeof *out);
     const int32_t max_nodes = AR_TREE_MAX - 1; /* root excluded */
     if (!s) return ar_fail(AR_ERR_INVALID_ARG, "tree spec: missing");
     char *end = NULL;
-    if (!strcmp(s, "adaptive")) {
-        out->mode = AR_TREE_ADAPTIVE;
-        out->budget = max_nodes;
-        return AR_OK;
-    }
     if (!strncmp(s, "chain:", 6)) {
         if (!parse_count(s + 6, &end, 1, AR_MIN(max_nodes, AR_SPEC_MAX_LEVELS), &out->n_levels) ||
             *end)
@@ -76,14 +84,18 @@ ar_status ar_tree_spec_parse(const char *s, ar_tree_spec *out) {
 }
 
 void ar_tree_spec_format(const ar_tree_spec *spec, char *buf, size_t cap) {
-    switch (spec->mode) {
-    case AR_TREE_CHAIN: snprintf(buf, cap, "chain:%d", spec->n_levels); return;
-    case AR_TREE_DYNAMIC: snprintf(buf, cap, "dynamic:%d", spec->budget); return;
-    case AR_TREE_ADAPTIVE: snprintf(buf, cap, "adaptive"); return;
+    const ar_tree_shape *sh = &spec->shape;
+    if (spec->adaptive) {
+        snprintf(buf, cap, "adaptive");
+        return;
+    }
+    switch (sh->mode) {
+    case AR_TREE_CHAIN: snprintf(buf, cap, "chain:%d", sh->n_levels); return;
+    case AR_TREE_DYNAMIC: snprintf(buf, cap, "dynamic:%d", sh->budget); return;
     case AR_TREE_STATIC: {
         size_t o = (size_t)snprintf(buf, cap, "static:");
-        for (int i = 0; i < spec->n_levels && o < cap; i++)
-            o += (size_t)snprintf(buf + o, cap - o, i ? "x%d" : "%d", spec->branch[i]);
+        for (int i = 0; i < sh->n_levels && o < cap; i++)
+            o += (size_t)snprintf(buf + o, cap - o, i ? "x%d" : "%d", sh->branch[i]);
         return;
     }
     }
