@@ -82,14 +82,16 @@ static void estimate(double *t, const double *seen) {
  * the larger of a single-row pass (the reading time) and its compute. */
 static void estimate_all(ar_cost_table *c) {
     estimate(c->draft, c->draft_seen);
-    if (!c->streamed) {
+    if (!c->streamed) { /* in memory a pass is all compute */
         estimate(c->verify, c->verify_seen);
+        memcpy(c->compute, c->verify, sizeof c->compute);
         return;
     }
     estimate(c->compute, c->verify_seen);
     for (int i = 1; i < AR_COST_SIZES; i++)
         if (!(c->verify_seen[i] > 0)) c->verify[i] = fmax(c->verify[0], c->compute[i]);
     for (int i = 1; i < AR_COST_SIZES; i++) c->verify[i] = fmax(c->verify[i], c->verify[i - 1]);
+    for (int i = 0; i < AR_COST_SIZES; i++) c->compute[i] = fmin(c->compute[i], c->verify[i]);
 }
 
 void ar_sched_set_prior(ar_sched *s, double verify1, double compute1, double draft1,
