@@ -21,7 +21,7 @@
 
 #include "arbor.h"
 #include "bench.h"
-#include "src/cli/cli.h"
+#include "bench/args.h"
 #include "src/util.h"
 
 #define CGROUP_MEM "/sys/fs/cgroup/memory"

@@ -11,7 +11,7 @@
 
 #include "arbor.h"
 #include "bench.h"
-#include "src/cli/cli.h"
+#include "bench/args.h"
 #include "src/model.h"
 
 const int32_t bench_batch_sizes[BENCH_BATCH_SIZES] = {1, 2, 4, 8, 16, 32, 64};

@@ -16,7 +16,7 @@
 
 #include "arbor.h"
 #include "bench.h"
-#include "src/cli/cli.h"
+#include "bench/args.h"
 #include "src/cpu.h"
 #include "src/matmul.h"
 #include "src/threadpool.h"

@@ -24,8 +24,8 @@
 #include "bench.h"
 #include "sched/treespec.h"
 #include "src/cache.h"
-#include "src/cli/cli.h"
-#include "src/synth.h"
+#include "bench/args.h"
+#include "bench/synth.h"
 
 #define MAX_MODES    32
 #define MAX_DRAFTERS 8

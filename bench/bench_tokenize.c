@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/cli/cli.h"
+#include "bench/args.h"
 #include "src/gguf.h"
 #include "src/vocab.h"
 

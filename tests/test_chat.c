@@ -13,7 +13,7 @@
 
 #include "arbor.h"
 #include "src/chat.h"
-#include "src/synth.h"
+#include "bench/synth.h"
 #include "tests/util/gguf_build.h"
 #include "tests/util/refs.h"
 

@@ -16,7 +16,7 @@
 #include "arbor.h"
 #include "src/model.h"
 #include "src/stream.h"
-#include "src/synth.h"
+#include "bench/synth.h"
 #include "util/arch_models.h"
 #include "util/gguf_build.h"
 #include "util/refs.h"

@@ -24,7 +24,7 @@
 #include "arbor.h"
 #include "src/gguf.h"
 #include "src/model.h"
-#include "src/synth.h"
+#include "bench/synth.h"
 #include "util/gguf_build.h"
 
 #define MODELS    ARBOR_FIXTURES "/models/"

@@ -9,7 +9,7 @@
 
 #include "bench/bench.h"
 #include "cli.h"
-#include "src/synth.h"
+#include "bench/synth.h"
 
 #define DEFAULT_VOCAB "tokenizer/ggml-vocab-llama-spm.gguf"
 

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "src/synth.h"
+#include "bench/synth.h"
 
 /* The test models, in a fixed order: "llama3", "mistral", "qwen2", "qwen2-yarn", "qwen3",
  * "gemma2", "phi3", "phi3-longrope". */

@@ -1,5 +1,5 @@
-/* cli_util.c: flag-value parsing and error printing shared by the subcommands. */
-#include "cli.h"
+/* args.c: flag-value parsing and error printing shared by the subcommands and benchmarks. */
+#include "args.h"
 
 #include <errno.h>
 #include <math.h>
