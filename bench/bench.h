@@ -84,6 +84,9 @@ void bj_int(bench_json *j, const char *key, int64_t v);
 void bj_bool(bench_json *j, const char *key, bool v);
 void bj_null(bench_json *j, const char *key);
 void bj_machine(bench_json *j, const bench_machine *m);
+/* The generation settings every benchmark's "config" object starts with. */
+void bj_generation(bench_json *j, int32_t n_predict, int32_t reps, int32_t n_ctx, int32_t threads,
+                   float temp);
 void bj_model(bench_json *j, const bench_model_desc *d);
 
 /* ---- memory budgets (bench_budget.c), for `bench spec --mem-budget` ---- */

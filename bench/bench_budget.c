@@ -299,11 +299,7 @@ static bool write_json(const bench_budget_opts *o, const bench_machine *m, const
     bj_machine(&j, m);
     bj_str(&j, "target", o->target);
     bj_object(&j, "config");
-    bj_int(&j, "n_predict", o->n_predict);
-    bj_int(&j, "reps", o->reps);
-    bj_int(&j, "n_ctx", o->n_ctx);
-    bj_int(&j, "threads", o->threads);
-    bj_num(&j, "temp", o->temp);
+    bj_generation(&j, o->n_predict, o->reps, o->n_ctx, o->threads, o->temp);
     bj_bool(&j, "cgroup", o->cgroup);
     bj_bool(&j, "drop_caches", o->drop_caches);
     bj_int(&j, "read_bps", (int64_t)o->read_bps);

@@ -295,6 +295,15 @@ void bj_null(bench_json *j, const char *key) {
     fputs("null", j->f);
 }
 
+void bj_generation(bench_json *j, int32_t n_predict, int32_t reps, int32_t n_ctx, int32_t threads,
+                   float temp) {
+    bj_int(j, "n_predict", n_predict);
+    bj_int(j, "reps", reps);
+    bj_int(j, "n_ctx", n_ctx);
+    bj_int(j, "threads", threads);
+    bj_num(j, "temp", temp);
+}
+
 void bj_machine(bench_json *j, const bench_machine *m) {
     bj_object(j, "machine");
     bj_str(j, "cpu", m->cpu);

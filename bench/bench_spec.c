@@ -442,11 +442,7 @@ static bool write_json(const char *path, const run_entry *runs, int n_runs, cons
     for (int i = 0; i < n_models; i++) bj_model(&j, &models[i]);
     bj_end_array(&j);
     bj_object(&j, "config");
-    bj_int(&j, "n_predict", o->n_predict);
-    bj_int(&j, "reps", o->reps);
-    bj_int(&j, "n_ctx", o->n_ctx);
-    bj_int(&j, "threads", o->threads);
-    bj_num(&j, "temp", o->temp);
+    bj_generation(&j, o->n_predict, o->reps, o->n_ctx, o->threads, o->temp);
     bj_int(&j, "seed", (int64_t)o->seed);
     bj_array(&j, "prompts");
     for (int i = 0; i < o->n_prompts; i++) bj_str(&j, NULL, o->prompts[i]);
