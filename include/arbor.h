@@ -9,7 +9,10 @@
  * Every call that can fail returns an arbor_status (or, for functions returning a count, a
  * negative one); arbor_last_error() gives this thread's message for the last failure. The
  * library never prints and never exits; diagnostics go to the log sink (arbor_set_log). The log
- * sink and the per-thread error message are its only process-wide state. Parameters are structs
+ * sink and the per-thread error message are its only process-wide state of its own; at the first
+ * model load it also sets OpenBLAS's thread count to 1 for the process (sgemm runs inside
+ * arbor's threads) and reads the CPU's features. It writes files only to the per-user cache
+ * ($XDG_CACHE_HOME/arbor: the adaptive scheduler's cost tables). Parameters are structs
  * initialised by arbor_*_default_params(), then changed field by field. docs/api.md has the
  * ownership and threading rules of every function. */
 #ifndef ARBOR_H
