@@ -201,13 +201,15 @@ ar_status ar_engine_apply_budget(ar_engine *e) {
     if (s != AR_OK) {
         char why[320];
         snprintf(why, sizeof why, "%s", ar_last_error());
+        char left[64];
+        if (budget > fixed) snprintf(left, sizeof left, "leave %.1f MiB", mib(budget - fixed));
+        else snprintf(left, sizeof left, "already need %.1f MiB more", mib(fixed - budget));
         return ar_fail(AR_ERR_NOMEM,
                        "memory budget of %.1f MiB is too small: the drafter's weights %.1f MiB, "
-                       "KV caches %.1f MiB, buffers %.1f MiB and %.1f MiB for the process leave "
-                       "%.1f MiB for the verifier's weights (%s)",
+                       "KV caches %.1f MiB, buffers %.1f MiB and %.1f MiB for the process %s "
+                       "for the verifier's weights (%s)",
                        mib(budget), mib(mem.drafter_weights), mib(mem.kv),
-                       mib(mem.buffers + mem.drafter), mib(mem.process),
-                       budget > fixed ? mib(budget - fixed) : -mib(fixed - budget), why);
+                       mib(mem.buffers + mem.drafter), mib(mem.process), left, why);
     }
     if ((s = ar_stream_create(e->model, &sp, &e->stream)) != AR_OK) return s;
     if ((s = ar_workspace_set_stream(e->ws, e->model, e->stream)) != AR_OK) return s;
