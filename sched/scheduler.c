@@ -55,11 +55,15 @@ double ar_sched_draft_cost(const ar_sched *s, int32_t n) { return interp(s->cost
 #define SEEN_MAX 16.0 /* an entry's measurement weight saturates: it keeps following the machine */
 
 /* Estimates every entry not measured yet (seen == 0) from the measured ones: linear between
- * measured neighbours; past the largest measured size, the per-row slope measured so far (at
- * least half the prior's); then makes the table non-decreasing (a batch never costs less than
- * a smaller one: a size measured slower than the next was disturbed). Entry 0 is always set. */
+ * measured neighbours; past the largest measured size, the per-row slope between the two
+ * largest measured sizes (entry 0 counts as measured), the prior's while only entry 0 is;
+ * then makes the table non-decreasing (a batch never costs less than a smaller one: a size
+ * measured slower than the next was disturbed). The extrapolation is that of what was measured,
+ * not a guard against it: a slope that turns out optimistic is corrected by the first tree of
+ * that size, while a pessimistic one would never be put to the test. Entry 0 is always set. */
+#define MIN_SLOPE 0.01 /* of entry 0, per row: every row costs something */
 static void estimate(double *t, const double *seen) {
-    int last = 0; /* the last anchor: entry 0, or a measured entry */
+    int last = 0, prev = -1; /* the two largest anchors: entry 0, or measured entries */
     for (int i = 1; i < AR_COST_SIZES; i++) {
         if (seen[i] > 0) {
             for (int j = last + 1; j < i; j++) { /* between two anchors */
@@ -67,12 +71,13 @@ static void estimate(double *t, const double *seen) {
                                  (ar_cost_size(i) - ar_cost_size(last));
                 t[j] = t[last] + (t[i] - t[last]) * f;
             }
+            prev = last;
             last = i;
         }
     }
     double slope = AR_COST_PRIOR_SLOPE * t[0];
-    if (last > 0)
-        slope = fmax(0.5 * slope, (t[last] - t[0]) / (ar_cost_size(last) - 1));
+    if (prev >= 0)
+        slope = fmax(MIN_SLOPE * t[0], (t[last] - t[prev]) / (ar_cost_size(last) - ar_cost_size(prev)));
     for (int j = last + 1; j < AR_COST_SIZES; j++)
         t[j] = t[last] + slope * (ar_cost_size(j) - ar_cost_size(last));
     for (int i = 1; i < AR_COST_SIZES; i++) t[i] = fmax(t[i], t[i - 1]);

@@ -336,10 +336,19 @@ static void *reader_main(void *arg) {
 
 /* ---- creation ---- */
 
+/* Buffers for units and slots: 2 MB aligned with huge pages asked for where they are large (the
+ * kernels stream through them every pass, and 4 KB pages cost a TLB miss each: a 2-layer
+ * drafter's batches measured 27 ms over 4 KB pages against 21 ms over the page cache's folios).
+ * The size is not rounded up: the budget counts the bytes asked for. */
+#define HUGE_PAGE (2u << 20)
 static void *alloc_io(uint64_t bytes) {
     void *p = NULL;
-    if (bytes > SIZE_MAX || posix_memalign(&p, IO_ALIGN, (size_t)AR_MAX(bytes, IO_ALIGN)) != 0)
+    const size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : IO_ALIGN;
+    if (bytes > SIZE_MAX || posix_memalign(&p, align, (size_t)AR_MAX(bytes, IO_ALIGN)) != 0)
         return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= HUGE_PAGE) madvise(p, (size_t)bytes / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE);
+#endif
     return p;
 }
 
