@@ -1,4 +1,4 @@
-/* bench_kernels.c: `arbor bench kernels`: the matmul (src/matmul.h, the kernels the forward pass
+/* bench_kernels.c: `arbor bench kernels`: the matmul (src/kernels/matmul.h, the kernels the forward pass
  * runs) per weight format and batch size n, as GFLOP/s (2 * rows * cols * n per call) and GB/s
  * (weight bytes per call), against the memory-bandwidth bound measured in the same run: a
  * streaming read, by the same threads, of a buffer larger than the last-level cache. The weight
@@ -18,7 +18,7 @@
 #include "bench.h"
 #include "src/cli/cli.h"
 #include "src/cpu.h"
-#include "src/matmul.h"
+#include "src/kernels/matmul.h"
 #include "src/threadpool.h"
 
 #define K_COLS      4096 /* values per weight row: a multiple of every block size */

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "matmul.h"
+#include "kernels/matmul.h"
 #include "model.h"
-#include "quants.h"
+#include "kernels/kernels.h"
 
 struct ar_workspace {
     int32_t max_batch, n_ctx;
@@ -92,7 +92,7 @@ static ar_status ensure_thread_buffers(ar_workspace *w, int n_thr, int group) {
 /* ---- the math, one row at a time ---- */
 
 /* o = x / sqrt(mean(x^2) + eps) * g; the sum of squares in double, as ggml does (vectorised:
- * quants.h) */
+ * kernels/kernels.h) */
 static void rmsnorm(float *o, const float *x, const float *g, int n, float eps) {
     ar_rmsnorm_row(o, x, g, n, eps);
 }
@@ -126,7 +126,7 @@ static void rope_apply(float *x, int n_heads, int hd, int n_rot, const float *cs
     }
 }
 
-/* g = silu(g) * u over n values (vectorised: quants.h) */
+/* g = silu(g) * u over n values (vectorised: kernels/kernels.h) */
 static void swiglu(float *g, const float *u, size_t n) { ar_swiglu_row(g, u, (int64_t)n); }
 
 /* ---- attention over the visible cells of each row ---- */
@@ -157,7 +157,7 @@ static int32_t visible_cells(const attn_job *j, int32_t i, int32_t *cells) {
 }
 
 /* One item = one row and one KV head: the query heads sharing that KV head are computed
- * together (quants.h: ar_attn_args), so each visible cell's K and V are read once for them. */
+ * together (kernels/kernels.h: ar_attn_args), so each visible cell's K and V are read once for them. */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     const ar_hparams *hp = j->hp;

@@ -2,7 +2,7 @@
  * them) and the KV cache. The forward pass is in forward.c. */
 #include "model.h"
 
-#include "matmul.h"
+#include "kernels/matmul.h"
 
 #include <math.h>
 #include <stdio.h>

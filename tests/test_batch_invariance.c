@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "src/matmul.h"
+#include "src/kernels/matmul.h"
 #include "src/model.h"
 #include "src/sampling.h"
 #include "tests/util/refs.h"

@@ -2,10 +2,11 @@
  *
  * Every activation row is rounded on its own to the weight's vec_dot_type, then
  *  - a format with no batched kernel: each output is one vec_dot_fast call;
- *  - else the rounded rows are packed into panels (quants.h) and a batched kernel computes a few
- *    weight rows against all of them, unpacking every weight block once (for n <= 4, kernels
- *    that hold 16 weight rows in one register, where the format has one).
- * Both give each output the bits of vec_dot (quants.h), so a column's result depends only on W
+ *  - else the rounded rows are packed into panels (kernels.h) and a batched kernel computes a few
+ *    weight rows against all of them, unpacking every weight block once: the 16-row kernel over
+ *    the matrix's packed groups when it has them (every n), else over rows in place for small n,
+ *    else a rep kernel.
+ * Both give each output the bits of vec_dot (kernels.h), so a column's result depends only on W
  * and its own row: the batch invariance that speculative verification relies on. Threads split
  * the output rows in contiguous chunks (each thread streams its own slice of W) and never the
  * reduction. */
@@ -16,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "quants.h"
+#include "../model.h"
+#include "kernels.h"
 
 /* Batches above AR_BATCH_INVARIANT (prompts) need not be batch-invariant, and for the float
  * formats OpenBLAS's sgemm on F32 weights (the mapping itself, or panels of rows widened into a
@@ -121,8 +122,9 @@ typedef struct mm_job {
     const uint8_t *xq;
     size_t xq_stride;
     ar_vec_dot_fn dot;
-    /* batched kernel */
+    /* batched kernel (packed: a 16-row kernel over the matrices' packed groups) */
     const ar_gemm_kernel *g;
+    bool packed;
     const uint8_t *panel;
     size_t pstride;
     int ngroups;
@@ -166,13 +168,8 @@ static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo,
     const int64_t n_in = W->ne[0], n_out = W->ne[1];
     const uint8_t *wbase = W->data;
     const size_t nb1 = W->nb1;
-    /* a repacked copy: groups of 16 rows, which tiles and calls start on (lo and ROW_TILE are
-     * multiples of 16, and kernels with a packed form take 16 rows a call) */
-    const bool packed = W->packed && g->run_packed;
-    const ar_gemm_fn run = packed ? g->run_packed : g->run;
-    const size_t gbytes = packed ? g->packed_group_bytes(n_in) : 0;
-#define W_ROWS(r) (packed ? (const uint8_t *)W->packed + (size_t)((r) / 16) * gbytes \
-                          : wbase + (size_t)(r) * nb1)
+    const ar_gemm_fn run = g->run;
+#define W_ROWS(r) (wbase + (size_t)(r) * nb1)
     float out[256];            /* max_rows * max_groups * lanes <= 256 (test_matmul checks) */
     float tile[ROW_TILE * 64]; /* [column][tile row]; max_groups * lanes <= 64 */
     for (int64_t t0 = lo; t0 < hi; t0 += ROW_TILE) {
@@ -208,6 +205,23 @@ static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo,
 
 #undef W_ROWS
 
+/* Output rows [lo, hi) of W (lo a multiple of 16) by a 16-row kernel: one call per 16 rows and
+ * 16 columns, writing y itself. */
+static void rows16_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo, int64_t hi) {
+    const ar_gemm_kernel *g = j->g;
+    const int64_t n_in = W->ne[0], n_out = W->ne[1];
+    const size_t gbytes = j->packed ? ar_pack_group_bytes(W->type, n_in) : 0;
+    for (int64_t r0 = lo; r0 < hi; r0 += AR_PACK_ROWS) {
+        const int nr = (int)AR_MIN(AR_PACK_ROWS, hi - r0);
+        const uint8_t *w = j->packed ? (const uint8_t *)W->packed + (size_t)(r0 / 16) * gbytes
+                                     : (const uint8_t *)W->data + (size_t)r0 * W->nb1;
+        for (int32_t c0 = 0; c0 < j->n; c0 += g->max_groups)
+            g->rows16(n_in, w, W->nb1, nr, j->panel + (size_t)c0 * j->pstride, j->pstride,
+                      AR_MIN(g->max_groups, j->n - c0), y + (size_t)c0 * n_out + r0,
+                      (size_t)n_out, j->add);
+    }
+}
+
 /* The rows of Ws[0..count) taken as one sequence, each matrix's rows rounded up to 16 so that
  * every matrix's part starts on a tile: threads split that sequence (one dispatch for all). */
 static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
@@ -222,7 +236,7 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
     for (int i = 0; i < j->count; i++) {
         const int64_t rows = j->Ws[i]->ne[1], len = round16(rows);
         const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + len) - off, rows);
-        if (a < b) gemm_rows(j, j->Ws[i], j->ys[i], a, b);
+        if (a < b) (j->g->rows16 ? rows16_rows : gemm_rows)(j, j->Ws[i], j->ys[i], a, b);
         off += len;
     }
 }
@@ -277,13 +291,15 @@ static void mm_blas_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* W's batched kernel for n columns, or NULL (then one vec_dot per output) */
-static const ar_gemm_kernel *kernel_for(const ar_tensor *W, int32_t n) {
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, n);
-    /* the gemv kernels (one-column panels) address a call's in-place rows with 32-bit offsets */
-    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS && !(W->packed && g->run_packed) &&
-        (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX)
-        g = NULL;
+/* W's batched kernel for n columns (*packed: over its packed groups), or NULL (then one vec_dot
+ * per output) */
+static const ar_gemm_kernel *kernel_for(const ar_tensor *W, int32_t n, bool *packed) {
+    const ar_gemm_kernel *g = W->packed ? ar_packed_get(W->type) : NULL;
+    *packed = g != NULL;
+    if (g) return g;
+    g = ar_gemm_get(W->type, n);
+    /* the in-place 16-row kernels gather a call's scales with 32-bit offsets */
+    if (g && g->rows16 && (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX) g = NULL;
     return g;
 }
 
@@ -311,7 +327,7 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
         j.xq_stride = ar_row_size(vdt, n_in);
         j.xq = s->xq;
     }
-    const ar_gemm_kernel *g = kernel_for(W, n);
+    const ar_gemm_kernel *g = kernel_for(W, n, &j.packed);
     j.g = g;
     j.ngroups = g ? (n + g->lanes - 1) / g->lanes : n;
     j.pstride = g ? ar_panel_bytes(g, n_in) : 0;
@@ -344,9 +360,11 @@ void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
 
 void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *W, int count,
                    const float *x, int32_t n, float *const *y) {
-    bool together = count <= MM_MAX_SET && !blas_wins(W[0]->type, n);
+    bool together = count <= MM_MAX_SET && !blas_wins(W[0]->type, n), packed;
+    const ar_gemm_kernel *g0 = together ? kernel_for(W[0], n, &packed) : NULL;
     for (int i = 0; together && i < count; i++)
-        together = W[i]->type == W[0]->type && W[i]->ne[0] == W[0]->ne[0] && kernel_for(W[i], n);
+        together = g0 && W[i]->type == W[0]->type && W[i]->ne[0] == W[0]->ne[0] &&
+                   kernel_for(W[i], n, &packed) == g0;
     if (together) {
         matmul(s, pool, W, y, count, x, n, false);
         return;
@@ -355,15 +373,15 @@ void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
 }
 
 size_t ar_matmul_packed_bytes(const ar_tensor *W) {
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, 1);
-    if (!g || !g->run_packed || W->ne[1] < 1) return 0;
-    return (size_t)((W->ne[1] + 15) / 16) * g->packed_group_bytes(W->ne[0]);
+    if (!ar_packed_get(W->type) || W->ne[1] < 1) return 0;
+    return (size_t)((W->ne[1] + AR_PACK_ROWS - 1) / AR_PACK_ROWS) *
+           ar_pack_group_bytes(W->type, W->ne[0]);
 }
 
 void ar_matmul_repack(const ar_tensor *W, void *out) {
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, 1);
-    const size_t gbytes = g->packed_group_bytes(W->ne[0]);
-    for (int64_t r = 0; r < W->ne[1]; r += 16)
-        g->repack_group((const uint8_t *)W->data + (size_t)r * W->nb1, W->nb1,
-                        (int)AR_MIN(16, W->ne[1] - r), W->ne[0], (uint8_t *)out + (size_t)(r / 16) * gbytes);
+    const size_t gbytes = ar_pack_group_bytes(W->type, W->ne[0]);
+    for (int64_t r = 0; r < W->ne[1]; r += AR_PACK_ROWS)
+        ar_pack_group(W->type, (const uint8_t *)W->data + (size_t)r * W->nb1, W->nb1,
+                      (int)AR_MIN(AR_PACK_ROWS, W->ne[1] - r), W->ne[0],
+                      (uint8_t *)out + (size_t)(r / AR_PACK_ROWS) * gbytes);
 }

@@ -2,12 +2,12 @@
  * (bit-exact with ggml's to_float), the weight quantizers (ggml's quantize_row_*_ref rounding, so a
  * model quantized here has the bytes llama-quantize would write without an importance matrix),
  * the activation quantizers (llama.cpp's x86 CPU backend rounding) and the dot products, whose
- * float operations follow the order fixed in quants.h so the fast paths can match them exactly.
+ * float operations follow the order fixed in kernels.h so the fast paths can match them exactly.
  *
  * Float expressions are written operand for operand as the ggml facts they reproduce (which
  * product comes first, int-to-float conversions): the results must agree to the last bit. This
  * relies on no contraction of a*b+c into fused multiply-adds, the default for ISO C (-std=c11). */
-#include "quants.h"
+#include "kernels.h"
 
 #include <float.h>
 #include <math.h>

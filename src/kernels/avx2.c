@@ -1,22 +1,341 @@
-/* kernels_mm_avx2.c: AVX2 batched kernels (panels and exactness: quants.h; the structure is that
- * of kernels_mm_avx512.c with 8 lanes). Without VNNI, quants are multiplied by vpmaddubsw
- * (unsigned weight byte times signed activation byte, adjacent pairs summed to 16 bits with
- * saturation) and widened by vpmaddwd. Saturation never happens: weight values are at most 63
- * except Q8_0's, which use |w| times sign(a, w) (pairs within 2 * 128 * 127), and 16-bit partial
- * sums are only added while their bound (weight max * 127 * 2 * terms) stays below 32768. */
-#include "quants.h"
+/* avx2.c: the AVX2 (+ FMA, F16C) kernels and their table. Every kernel returns exactly the bits
+ * of the scalar reference in quants.c (the order is fixed in kernels.h), for any input, aligned or
+ * not: dot products, and rep kernels over rows in place (the structure of avx512.c's with 8
+ * lanes). Without VNNI, quants are multiplied by vpmaddubsw (unsigned weight byte times signed
+ * activation byte, adjacent pairs summed to 16 bits with saturation) and widened by vpmaddwd.
+ * Saturation never happens: weight values are at most 63 except Q8_0's, which use |w| times
+ * sign(a, w) (pairs within 2 * 128 * 127), and 16-bit partial sums are only added while their
+ * bound (weight max * 127 * 2 * terms) stays below 32768. Called only when ar_cpu() reports AVX2,
+ * FMA and F16C. */
+#include "simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 
-#define AI static inline __attribute__((always_inline))
+#define AI AR_AI
 /* "#pragma GCC unroll": the small loops over rows, columns and vectors must unroll fully, so
  * that their arrays live in registers */
 #define FORGET_STORES() __asm__ __volatile__("" ::: "memory")
 #define W               8 /* lanes: lane c * RR + r holds (column c, weight row r) */
 
-static inline float half_to_float(ar_half h) {
-    return _cvtsh_ss(h);
+/* ================================ dot products ================================ */
+
+/* ---- F32, F16, BF16: 32 running sums as 4 vectors (lanes 0-7, 8-15, 16-23, 24-31) ---- */
+
+static inline float reduce32(const __m256 acc[4]) {
+    return ar_mm256_reduce8(
+        _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
 }
+
+static inline __m256 load8_f16(const ar_half *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline __m256 load8_bf16(const uint16_t *p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+/* The tail (fewer than 32 values) goes through zero-padded copies: padded lanes add 0*0 = +0,
+ * which leaves a running sum unchanged (a sum that starts at +0 never becomes -0). */
+static void dot_f32(int64_t n, float *restrict s, const void *restrict w,
+                         const void *restrict a) {
+    const float *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k),
+                                                         _mm256_loadu_ps(y + i + 8 * k)));
+    if (i < n) {
+        float xb[32] = {0}, yb[32] = {0};
+        memcpy(xb, x + i, (size_t)(n - i) * sizeof(float));
+        memcpy(yb, y + i, (size_t)(n - i) * sizeof(float));
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_add_ps(
+                acc[k], _mm256_mul_ps(_mm256_loadu_ps(xb + 8 * k), _mm256_loadu_ps(yb + 8 * k)));
+    }
+    *s = reduce32(acc);
+}
+
+static void dot_f16(int64_t n, float *restrict s, const void *restrict w,
+                         const void *restrict a) {
+    const ar_half *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_add_ps(
+                acc[k], _mm256_mul_ps(load8_f16(x + i + 8 * k), load8_f16(y + i + 8 * k)));
+    if (i < n) {
+        ar_half xb[32] = {0}, yb[32] = {0};
+        memcpy(xb, x + i, (size_t)(n - i) * sizeof(ar_half));
+        memcpy(yb, y + i, (size_t)(n - i) * sizeof(ar_half));
+        for (int k = 0; k < 4; k++)
+            acc[k] =
+                _mm256_add_ps(acc[k], _mm256_mul_ps(load8_f16(xb + 8 * k), load8_f16(yb + 8 * k)));
+    }
+    *s = reduce32(acc);
+}
+
+static void dot_bf16(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    const uint16_t *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_add_ps(
+                acc[k], _mm256_mul_ps(load8_bf16(x + i + 8 * k), load8_bf16(y + i + 8 * k)));
+    if (i < n) {
+        uint16_t xb[32] = {0}, yb[32] = {0};
+        memcpy(xb, x + i, (size_t)(n - i) * sizeof(uint16_t));
+        memcpy(yb, y + i, (size_t)(n - i) * sizeof(uint16_t));
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_add_ps(acc[k],
+                                   _mm256_mul_ps(load8_bf16(xb + 8 * k), load8_bf16(yb + 8 * k)));
+    }
+    *s = reduce32(acc);
+}
+
+/* ---- 32-value block formats ---- */
+
+static inline __m256i sum_pairs(__m256i p16) {
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* x: any int8; y: int8 in [-127, 127]. |x| as unsigned bytes (128 for -128) times y with x's sign:
+ * pair sums stay within +-2*128*127, no 16-bit saturation. */
+static inline __m256i dot_i8(__m256i x, __m256i y) {
+    return sum_pairs(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)));
+}
+static inline __m256i load32(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+static __m256i block_q8_0(const uint8_t *w, const uint8_t *a) {
+    return dot_i8(load32(((const ar_block_q8_0 *)w)->qs), load32(((const ar_block_q8_0 *)a)->qs));
+}
+static __m256i block_q4_0(const uint8_t *w, const uint8_t *a) {
+    const __m256i q =
+        _mm256_sub_epi8(ar_mm256_nibbles32(((const ar_block_q4_0 *)w)->qs), _mm256_set1_epi8(8));
+    return dot_i8(q, load32(((const ar_block_q8_0 *)a)->qs));
+}
+static __m256i block_q4_1(const uint8_t *w, const uint8_t *a) {
+    const __m256i q = ar_mm256_nibbles32(((const ar_block_q4_1 *)w)->qs);
+    return sum_pairs(_mm256_maddubs_epi16(q, load32(((const ar_block_q8_1 *)a)->qs)));
+}
+static __m256i block_q5_0(const uint8_t *w, const uint8_t *a) {
+    const ar_block_q5_0 *b = (const ar_block_q5_0 *)w;
+    const __m256i q = _mm256_or_si256(ar_mm256_nibbles32(b->qs), ar_mm256_bit4_from_bits32(b->qh));
+    return dot_i8(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), load32(((const ar_block_q8_0 *)a)->qs));
+}
+static __m256i block_q5_1(const uint8_t *w, const uint8_t *a) {
+    const ar_block_q5_1 *b = (const ar_block_q5_1 *)w;
+    const __m256i q = _mm256_or_si256(ar_mm256_nibbles32(b->qs), ar_mm256_bit4_from_bits32(b->qh));
+    return sum_pairs(_mm256_maddubs_epi16(q, load32(((const ar_block_q8_1 *)a)->qs)));
+}
+
+static void dot_q8_0(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    *s = ar_dot_blocks32(n / AR_QK, w, sizeof(ar_block_q8_0), a, sizeof(ar_block_q8_0), false,
+                         block_q8_0);
+}
+static void dot_q4_0(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    *s = ar_dot_blocks32(n / AR_QK, w, sizeof(ar_block_q4_0), a, sizeof(ar_block_q8_0), false,
+                         block_q4_0);
+}
+static void dot_q4_1(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    *s = ar_dot_blocks32(n / AR_QK, w, sizeof(ar_block_q4_1), a, sizeof(ar_block_q8_1), true,
+                         block_q4_1);
+}
+static void dot_q5_0(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    *s = ar_dot_blocks32(n / AR_QK, w, sizeof(ar_block_q5_0), a, sizeof(ar_block_q8_0), false,
+                         block_q5_0);
+}
+static void dot_q5_1(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    *s = ar_dot_blocks32(n / AR_QK, w, sizeof(ar_block_q5_1), a, sizeof(ar_block_q8_1), true,
+                         block_q5_1);
+}
+
+/* ---- K-quants: exact integer sums per super-block, then the reference's float term ---- */
+
+/* 16-bit lanes 0-7 = s0, lanes 8-15 = s1: the scales of the two 16-value groups of 32 values. */
+static inline __m256i scale_pair(int s0, int s1) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+}
+/* Adds sum over 32 values of u*y (u unsigned <= 63), the two 16-value halves scaled by s. */
+static inline __m256i add_scaled(__m256i acc, __m256i u, const int8_t *y, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(y)), s));
+}
+
+static void dot_q2_K(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    const ar_block_q2_K *x = w;
+    const ar_block_q8_K *y = a;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    float sum = 0;
+    for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const int summs = ar_mm256_dot_bsums(
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4)), y[i].bsums);
+        int16_t sc[16];
+        _mm256_storeu_si256((__m256i *)sc, _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4)));
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 2; c++) {
+            __m256i q = load32(x[i].qs + 32 * c);
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * c + 2 * k;
+                acc = add_scaled(acc, _mm256_and_si256(q, m3), y[i].qs + 128 * c + 32 * k,
+                                 scale_pair(sc[g], sc[g + 1]));
+                q = _mm256_srli_epi16(q, 2);
+            }
+        }
+        const int isum = ar_mm256_hsum_epi32(acc);
+        const float dall = y[i].d * ar_half_to_float(x[i].d);
+        const float dmin = y[i].d * ar_half_to_float(x[i].dmin);
+        sum += dall * (float)isum - dmin * (float)summs;
+    }
+    *s = sum;
+}
+
+/* Q3_K: u = low 2 bits + 4*high bit in [0, 7], value u - 4; the -4 goes through bsums. */
+static void dot_q3_K(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    const ar_block_q3_K *x = w;
+    const ar_block_q8_K *y = a;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    float sum = 0;
+    for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        const __m256i s16 = _mm256_cvtepi8_epi16(ar_q3_K_scales(x[i].scales));
+        const int offset = ar_mm256_dot_bsums(s16, y[i].bsums);
+        int16_t sc[16];
+        _mm256_storeu_si256((__m256i *)sc, s16);
+        __m256i acc = _mm256_setzero_si256();
+        __m256i hm = load32(x[i].hmask);
+        for (int c = 0; c < 2; c++) {
+            __m256i q = load32(x[i].qs + 32 * c);
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * c + 2 * k;
+                const __m256i hbit = _mm256_slli_epi16(_mm256_and_si256(hm, one), 2);
+                const __m256i u = _mm256_or_si256(_mm256_and_si256(q, m3), hbit);
+                acc = add_scaled(acc, u, y[i].qs + 128 * c + 32 * k, scale_pair(sc[g], sc[g + 1]));
+                q = _mm256_srli_epi16(q, 2);
+                hm = _mm256_srli_epi16(hm, 1);
+            }
+        }
+        const int isum = ar_mm256_hsum_epi32(acc) - 4 * offset;
+        const float d = ar_half_to_float(x[i].d) * y[i].d;
+        sum += d * (float)isum;
+    }
+    *s = sum;
+}
+
+/* Q4_K/Q5_K: 8 scales (stored to sc) and mins per super-block; the mins go through bsums. */
+static inline int scales_mins_k4(const uint8_t *packed, const int16_t *bsums, uint8_t sc[16]) {
+    const __m128i sm = ar_k4_scales_mins(packed);
+    _mm_storeu_si128((__m128i *)sc, sm);
+    /* each min twice, once per 16-value group */
+    return ar_mm256_dot_bsums(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), bsums);
+}
+
+static void dot_q4_K(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    const ar_block_q4_K *x = w;
+    const ar_block_q8_K *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum = 0;
+    for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        uint8_t sc[16];
+        const int summs = scales_mins_k4(x[i].scales, y[i].bsums, sc);
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i q = load32(x[i].qs + 32 * c);
+            const int8_t *q8 = y[i].qs + 64 * c;
+            acc = add_scaled(acc, _mm256_and_si256(q, m4), q8, _mm256_set1_epi16(sc[2 * c]));
+            acc = add_scaled(acc, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q8 + 32,
+                             _mm256_set1_epi16(sc[2 * c + 1]));
+        }
+        const int isum = ar_mm256_hsum_epi32(acc);
+        const float d = ar_half_to_float(x[i].d) * y[i].d;
+        const float dmin = ar_half_to_float(x[i].dmin) * y[i].d;
+        sum += d * (float)isum - dmin * (float)summs;
+    }
+    *s = sum;
+}
+
+static void dot_q5_K(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    const ar_block_q5_K *x = w;
+    const ar_block_q8_K *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), two = _mm256_set1_epi8(2);
+    float sum = 0;
+    for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        uint8_t sc[16];
+        const int summs = scales_mins_k4(x[i].scales, y[i].bsums, sc);
+        __m256i acc = _mm256_setzero_si256();
+        __m256i hm = load32(x[i].qh);
+        for (int c = 0; c < 4; c++) {
+            const __m256i q = load32(x[i].qs + 32 * c);
+            const int8_t *q8 = y[i].qs + 64 * c;
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(hm, two), 3));
+            acc = add_scaled(acc, lo, q8, _mm256_set1_epi16(sc[2 * c]));
+            acc = add_scaled(acc, hi, q8 + 32, _mm256_set1_epi16(sc[2 * c + 1]));
+            hm = _mm256_srli_epi16(hm, 2);
+        }
+        const int isum = ar_mm256_hsum_epi32(acc);
+        const float d = ar_half_to_float(x[i].d) * y[i].d;
+        const float dmin = ar_half_to_float(x[i].dmin) * y[i].d;
+        sum += d * (float)isum - dmin * (float)summs;
+    }
+    *s = sum;
+}
+
+/* Q6_K: u = 4 low bits + 2 high bits in [0, 63], value u - 32; the -32 goes through bsums. */
+static void dot_q6_K(int64_t n, float *restrict s, const void *restrict w,
+                          const void *restrict a) {
+    const ar_block_q6_K *x = w;
+    const ar_block_q8_K *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        const int8_t *sc = x[i].scales;
+        const int offset = ar_mm256_dot_bsums(
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)), y[i].bsums);
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 2; c++) {
+            const __m256i ql0 = load32(x[i].ql + 64 * c), ql1 = load32(x[i].ql + 64 * c + 32);
+            const __m256i qh = load32(x[i].qh + 32 * c);
+            const __m256i low[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
+            __m256i h = qh;
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * c + 2 * k;
+                const __m256i u =
+                    _mm256_or_si256(low[k], _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+                acc = add_scaled(acc, u, y[i].qs + 128 * c + 32 * k, scale_pair(sc[g], sc[g + 1]));
+                h = _mm256_srli_epi16(h, 2);
+            }
+        }
+        const int isum = ar_mm256_hsum_epi32(acc) - 32 * offset;
+        const float d = ar_half_to_float(x[i].d) * y[i].d;
+        sum += d * (float)isum;
+    }
+    *s = sum;
+}
+
+
+/* ================================ rep kernels ================================ */
 
 /* ================================ F32, F16, BF16 ================================ */
 
@@ -27,11 +346,6 @@ AI __m256 load_w8(int fmt, const uint8_t *w, int64_t i) {
     const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
     if (fmt == W_F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-static inline float reduce32(const __m256 acc[4]) {
-    return ar_mm256_reduce8(
-        _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
 }
 
 /* R rows against one column: 32 running sums per row, acc += w * a unfused. The tail (under 32
@@ -138,84 +452,22 @@ AI void store_tile(int RR, int P, const __m256 *v, float *out, int out_stride, i
     }
 }
 
-AI void row_pointers(const void *w, size_t ws, int nrows, int count, const uint8_t **rows) {
-    for (int r = 0; r < count; r++)
-        rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
-}
-
 static inline __m256i widen(__m256i s16) {
     return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
 }
 
 /* ================================ 32-value block formats ================================ */
 
-#define Q32_D    (32 * W)
-#define Q32_CORR (36 * W)
-#define Q32_S    (40 * W)
 
-enum { F_Q4_0, F_Q4_1, F_Q5_0, F_Q5_1, F_Q8_0 };
 
-AI bool q32_has_min(int fmt) {
-    return fmt == F_Q4_1 || fmt == F_Q5_1;
-}
-AI size_t q32_wsize(int fmt) {
-    switch (fmt) {
-    case F_Q4_0:
-        return sizeof(ar_block_q4_0);
-    case F_Q4_1:
-        return sizeof(ar_block_q4_1);
-    case F_Q5_0:
-        return sizeof(ar_block_q5_0);
-    case F_Q5_1:
-        return sizeof(ar_block_q5_1);
-    default:
-        return sizeof(ar_block_q8_0);
-    }
-}
-AI size_t q32_record(int fmt) {
-    return (size_t)4 * W * (q32_has_min(fmt) ? 11 : 10);
-}
 /* dwords whose maddubs pair sums may be added in 16 bits: 4 values of at most 15 (Q4), 31 (Q5) */
 AI int q32_depth(int fmt) {
-    return fmt == F_Q4_0 || fmt == F_Q4_1 ? 8 : fmt == F_Q8_0 ? 1 : 4;
-}
-
-/* Weight block values: unsigned u (value = u - offset), or for Q8_0 the signed quants. */
-AI __m256i unpack32(int fmt, const uint8_t *wb, float *d, float *m) {
-    switch (fmt) {
-    case F_Q4_0: {
-        const ar_block_q4_0 *b = (const ar_block_q4_0 *)wb;
-        *d = half_to_float(b->d);
-        return ar_mm256_nibbles32(b->qs);
-    }
-    case F_Q4_1: {
-        const ar_block_q4_1 *b = (const ar_block_q4_1 *)wb;
-        *d = half_to_float(b->d);
-        *m = half_to_float(b->m);
-        return ar_mm256_nibbles32(b->qs);
-    }
-    case F_Q5_0: {
-        const ar_block_q5_0 *b = (const ar_block_q5_0 *)wb;
-        *d = half_to_float(b->d);
-        return _mm256_or_si256(ar_mm256_nibbles32(b->qs), ar_mm256_bit4_from_bits32(b->qh));
-    }
-    case F_Q5_1: {
-        const ar_block_q5_1 *b = (const ar_block_q5_1 *)wb;
-        *d = half_to_float(b->d);
-        *m = half_to_float(b->m);
-        return _mm256_or_si256(ar_mm256_nibbles32(b->qs), ar_mm256_bit4_from_bits32(b->qh));
-    }
-    default: {
-        const ar_block_q8_0 *b = (const ar_block_q8_0 *)wb;
-        *d = half_to_float(b->d);
-        return _mm256_loadu_si256((const __m256i *)b->qs);
-    }
-    }
+    return fmt == AR_TYPE_Q4_0 || fmt == AR_TYPE_Q4_1 ? 8 : fmt == AR_TYPE_Q8_0 ? 1 : 4;
 }
 
 /* 16-bit pair sums of one dword of weights (broadcast) against the panel's quants */
 AI __m256i pair_sums(int fmt, __m256i w, __m256i a) {
-    if (fmt == F_Q8_0) return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+    if (fmt == AR_TYPE_Q8_0) return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
     return _mm256_maddubs_epi16(w, a);
 }
 
@@ -228,13 +480,13 @@ typedef struct {
 AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32_tile_w *t) {
     __m256i u[4];
 #pragma GCC unroll 16
-    for (int r = 0; r < RR; r++) u[r] = unpack32(fmt, rows[r] + off, &t->d[r], &t->m[r]);
+    for (int r = 0; r < RR; r++) u[r] = ar_unpack32(fmt, rows[r] + off, false, &t->d[r], &t->m[r]);
     interleave_rows(RR, u, t->wt);
 }
 
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
                  const uint8_t *panel, __m256 *run, ar_prefetcher *pf) {
-    const size_t wsz = q32_wsize(fmt), rec = q32_record(fmt);
+    const size_t wsz = ar_block_bytes(fmt), rec = AR_Q32_RECORD(W, ar_q32_has_min(fmt));
     const int D = q32_depth(fmt);
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) run[p] = _mm256_setzero_ps();
@@ -263,17 +515,17 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
 #pragma GCC unroll 16
             for (int p = 0; p < P; p++) s[p] = _mm256_add_epi32(s[p], widen(s16[p]));
         }
-        const __m256i corr = _mm256_load_si256((const __m256i *)(pb + Q32_CORR));
-        const __m256 da = _mm256_load_ps((const float *)(pb + Q32_D));
+        const __m256i corr = _mm256_load_si256((const __m256i *)(pb + AR_Q32_CORR(W)));
+        const __m256 da = _mm256_load_ps((const float *)(pb + AR_Q32_D(W)));
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
             const __m256i sumi = _mm256_sub_epi32(s[p], corr);
             __m256 term = _mm256_mul_ps(_mm256_mul_ps(bcast_rows_ps(RR, t[p].d), da),
                                         _mm256_cvtepi32_ps(sumi));
-            if (q32_has_min(fmt))
+            if (ar_q32_has_min(fmt))
                 term =
                     _mm256_add_ps(term, _mm256_mul_ps(bcast_rows_ps(RR, t[p].m),
-                                                      _mm256_load_ps((const float *)(pb + Q32_S))));
+                                                      _mm256_load_ps((const float *)(pb + AR_Q32_S(W)))));
             run[p] = _mm256_add_ps(run[p], term);
         }
     }
@@ -312,7 +564,7 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
         const uint8_t *rows[8];                                                                    \
         const int C = W / (RR);                                                                    \
         const int P = nrows <= (RR) ? 1 : 2;                                                       \
-        row_pointers(w, w_stride, nrows, 8, rows);                                                 \
+        ar_row_pointers(w, w_stride, nrows, 8, rows);                                                 \
         for (int g = 0; g < ngroups; g++) {                                                        \
             if (P == 1)                                                                            \
                 q32_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,            \
@@ -326,173 +578,31 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
     Q32_RUN(run_##sfx##_r1, fmt, 1)                                                                \
     Q32_RUN(run_##sfx##_r2, fmt, 2)                                                                \
     Q32_RUN(run_##sfx##_r4, fmt, 4)
-Q32_RUNS(q4_0, F_Q4_0)
-Q32_RUNS(q4_1, F_Q4_1)
-Q32_RUNS(q5_0, F_Q5_0)
-Q32_RUNS(q5_1, F_Q5_1)
-Q32_RUNS(q8_0, F_Q8_0)
+Q32_RUNS(q4_0, AR_TYPE_Q4_0)
+Q32_RUNS(q4_1, AR_TYPE_Q4_1)
+Q32_RUNS(q5_0, AR_TYPE_Q5_0)
+Q32_RUNS(q5_1, AR_TYPE_Q5_1)
+Q32_RUNS(q8_0, AR_TYPE_Q8_0)
 
 /* ================================ K-quants ================================ */
 
-#define QK_D      (256 * W)
-#define QK_BS     (260 * W)
-#define QK_RECORD ((size_t)4 * W * 73)
 
-enum { F_Q2_K, F_Q3_K, F_Q4_K, F_Q5_K, F_Q6_K };
 
-AI size_t qk_wsize(int fmt) {
-    switch (fmt) {
-    case F_Q2_K:
-        return sizeof(ar_block_q2_K);
-    case F_Q3_K:
-        return sizeof(ar_block_q3_K);
-    case F_Q4_K:
-        return sizeof(ar_block_q4_K);
-    case F_Q5_K:
-        return sizeof(ar_block_q5_K);
-    default:
-        return sizeof(ar_block_q6_K);
-    }
-}
 /* dwords per scale, and dwords whose pair sums fit 16 bits (values up to 3, 7, 15, 31, 63) */
 AI int qk_span(int fmt) {
-    return fmt == F_Q4_K || fmt == F_Q5_K ? 8 : 4;
+    return fmt == AR_TYPE_Q4_K || fmt == AR_TYPE_Q5_K ? 8 : 4;
 }
 AI int qk_depth(int fmt) {
     switch (fmt) {
-    case F_Q2_K:
-    case F_Q3_K:
+    case AR_TYPE_Q2_K:
+    case AR_TYPE_Q3_K:
         return 4;
-    case F_Q4_K:
+    case AR_TYPE_Q4_K:
         return 8;
-    case F_Q5_K:
+    case AR_TYPE_Q5_K:
         return 4;
     default:
         return 2;
-    }
-}
-
-static inline int32_t pair16(int lo, int hi) {
-    return (int32_t)(((uint32_t)(uint16_t)(int16_t)hi << 16) | (uint16_t)(int16_t)lo);
-}
-
-typedef struct {
-    uint8_t u[256] __attribute__((aligned(32)));
-    int32_t sc[16];
-    int32_t pair[8];
-    float d, dmin;
-} qk_unpacked;
-
-AI void unpack_2bit(const uint8_t *qs, uint8_t *u) {
-    const __m256i m3 = _mm256_set1_epi8(3);
-#pragma GCC unroll 16
-    for (int c = 0; c < 2; c++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-#pragma GCC unroll 16
-        for (int k = 0; k < 4; k++) {
-            _mm256_store_si256((__m256i *)(u + 128 * c + 32 * k), _mm256_and_si256(q, m3));
-            q = _mm256_srli_epi16(q, 2);
-        }
-    }
-}
-
-/* As unpack_k of kernels_mm_avx512.c; the scales here are pairs (sc, sc) for vpmaddwd. */
-AI void unpack_k(int fmt, const uint8_t *wb, qk_unpacked *x) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    x->dmin = 0;
-    switch (fmt) {
-    case F_Q2_K: {
-        const ar_block_q2_K *b = (const ar_block_q2_K *)wb;
-        unpack_2bit(b->qs, x->u);
-        for (int g = 0; g < 16; g++) x->sc[g] = pair16(b->scales[g] & 0xF, b->scales[g] & 0xF);
-        for (int k = 0; k < 8; k++)
-            x->pair[k] = pair16(b->scales[2 * k] >> 4, b->scales[2 * k + 1] >> 4);
-        x->d = half_to_float(b->d);
-        x->dmin = half_to_float(b->dmin);
-        break;
-    }
-    case F_Q3_K: {
-        const ar_block_q3_K *b = (const ar_block_q3_K *)wb;
-        unpack_2bit(b->qs, x->u);
-        __m256i hm = _mm256_loadu_si256((const __m256i *)b->hmask);
-#pragma GCC unroll 16
-        for (int i = 0; i < 8; i++) {
-            __m256i *p = (__m256i *)(x->u + 32 * i);
-            _mm256_store_si256(p, _mm256_or_si256(_mm256_load_si256(p),
-                                                  _mm256_slli_epi16(_mm256_and_si256(hm, one), 2)));
-            hm = _mm256_srli_epi16(hm, 1);
-        }
-        int sc[16];
-        for (int g = 0; g < 16; g++) {
-            sc[g] = ar_scale_q3_K(g, b->scales) - 32;
-            x->sc[g] = pair16(sc[g], sc[g]);
-        }
-        for (int k = 0; k < 8; k++) x->pair[k] = pair16(-4 * sc[2 * k], -4 * sc[2 * k + 1]);
-        x->d = half_to_float(b->d);
-        break;
-    }
-    case F_Q4_K:
-    case F_Q5_K: {
-        const uint8_t *qs, *scales, *qh = NULL;
-        ar_half hd, hmin;
-        if (fmt == F_Q4_K) {
-            const ar_block_q4_K *b = (const ar_block_q4_K *)wb;
-            qs = b->qs, scales = b->scales, hd = b->d, hmin = b->dmin;
-        } else {
-            const ar_block_q5_K *b = (const ar_block_q5_K *)wb;
-            qs = b->qs, scales = b->scales, qh = b->qh, hd = b->d, hmin = b->dmin;
-        }
-        __m256i hm = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-#pragma GCC unroll 16
-        for (int c = 0; c < 4; c++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-            __m256i lo = _mm256_and_si256(q, m4),
-                    hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            if (qh) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
-                hi = _mm256_or_si256(
-                    hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), one), 4));
-                hm = _mm256_srli_epi16(hm, 2);
-            }
-            _mm256_store_si256((__m256i *)(x->u + 64 * c), lo);
-            _mm256_store_si256((__m256i *)(x->u + 64 * c + 32), hi);
-        }
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            ar_scale_min_k4(j, scales, &sc, &m);
-            x->sc[j] = pair16(sc, sc);
-            x->sc[8 + j] = 0;
-            x->pair[j] = pair16(m, m);
-        }
-        x->d = half_to_float(hd);
-        x->dmin = half_to_float(hmin);
-        break;
-    }
-    default: {
-        const ar_block_q6_K *b = (const ar_block_q6_K *)wb;
-        const __m256i m3 = _mm256_set1_epi8(3);
-#pragma GCC unroll 16
-        for (int c = 0; c < 2; c++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * c));
-            const __m256i low[4] = {_mm256_and_si256(ql0, m4), _mm256_and_si256(ql1, m4),
-                                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4)};
-#pragma GCC unroll 16
-            for (int k = 0; k < 4; k++) {
-                _mm256_store_si256(
-                    (__m256i *)(x->u + 128 * c + 32 * k),
-                    _mm256_or_si256(low[k], _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)));
-                h = _mm256_srli_epi16(h, 2);
-            }
-        }
-        for (int g = 0; g < 16; g++) x->sc[g] = pair16(b->scales[g], b->scales[g]);
-        for (int k = 0; k < 8; k++)
-            x->pair[k] = pair16(-32 * b->scales[2 * k], -32 * b->scales[2 * k + 1]);
-        x->d = half_to_float(b->d);
-        break;
-    }
     }
 }
 
@@ -505,10 +615,10 @@ typedef struct {
 } qk_tile_w;
 
 AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_tile_w *t) {
-    qk_unpacked x[4];
+    ar_qk_unpacked x[4];
 #pragma GCC unroll 16
     for (int r = 0; r < RR; r++) {
-        unpack_k(fmt, rows[r] + off, &x[r]);
+        ar_unpack_qk(fmt, rows[r] + off, true, &x[r]);
         for (int j = 0; j < 16; j++) t->sc[j * RR + r] = x[r].sc[j];
         for (int q = 0; q < 8; q++) t->pair[q * RR + r] = x[r].pair[q];
         t->d[r] = x[r].d;
@@ -525,8 +635,8 @@ AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_t
 
 AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
                 float *out, int out_stride, int nrows, size_t ws, bool first) {
-    const size_t wsz = qk_wsize(fmt);
-    const bool has_min = fmt == F_Q2_K || fmt == F_Q4_K || fmt == F_Q5_K;
+    const size_t wsz = ar_block_bytes(fmt);
+    const bool has_min = fmt == AR_TYPE_Q2_K || fmt == AR_TYPE_Q4_K || fmt == AR_TYPE_Q5_K;
     const int span = qk_span(fmt), D = qk_depth(fmt);
     __m256 sum[2];
 #pragma GCC unroll 16
@@ -538,7 +648,7 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
         FORGET_STORES();
-        const uint8_t *pb = panel + (size_t)i * QK_RECORD;
+        const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(W);
         __m256i isum[2], pairs[2];
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) isum[p] = pairs[p] = _mm256_setzero_si256();
@@ -565,13 +675,13 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
         }
 #pragma GCC unroll 16
         for (int q = 0; q < 8; q++) {
-            const __m256i bs = _mm256_load_si256((const __m256i *)(pb + QK_BS + 32 * q));
+            const __m256i bs = _mm256_load_si256((const __m256i *)(pb + AR_QK_BS(W) + 32 * q));
 #pragma GCC unroll 16
             for (int p = 0; p < P; p++)
                 pairs[p] = _mm256_add_epi32(
                     pairs[p], _mm256_madd_epi16(bcast_rows(RR, t[p].pair + q * RR), bs));
         }
-        const __m256 da = _mm256_load_ps((const float *)(pb + QK_D));
+        const __m256 da = _mm256_load_ps((const float *)(pb + AR_QK_D(W)));
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
             const __m256 d = _mm256_mul_ps(bcast_rows_ps(RR, t[p].d), da);
@@ -596,7 +706,7 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
         const uint8_t *rows[8];                                                                    \
         const int C = W / (RR);                                                                    \
         const int P = nrows <= (RR) ? 1 : 2;                                                       \
-        row_pointers(w, w_stride, nrows, 8, rows);                                                 \
+        ar_row_pointers(w, w_stride, nrows, 8, rows);                                                 \
         for (int g = 0; g < ngroups; g++) {                                                        \
             if (P == 1)                                                                            \
                 qk_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,             \
@@ -610,11 +720,11 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
     QK_RUN(run_##sfx##_r1, fmt, 1)                                                                 \
     QK_RUN(run_##sfx##_r2, fmt, 2)                                                                 \
     QK_RUN(run_##sfx##_r4, fmt, 4)
-QK_RUNS(q2_K, F_Q2_K)
-QK_RUNS(q3_K, F_Q3_K)
-QK_RUNS(q4_K, F_Q4_K)
-QK_RUNS(q5_K, F_Q5_K)
-QK_RUNS(q6_K, F_Q6_K)
+QK_RUNS(q2_K, AR_TYPE_Q2_K)
+QK_RUNS(q3_K, AR_TYPE_Q3_K)
+QK_RUNS(q4_K, AR_TYPE_Q4_K)
+QK_RUNS(q5_K, AR_TYPE_Q5_K)
+QK_RUNS(q6_K, AR_TYPE_Q6_K)
 
 /* ================================ the table ================================ */
 
@@ -653,46 +763,26 @@ QK_SET(q4_K)
 QK_SET(q5_K)
 QK_SET(q6_K)
 
-static ar_gemm_set set_of(const ar_gemm_kernel *k) {
-    return (ar_gemm_set){{&k[0], &k[1], &k[2]}, NULL, 0};
-}
-
-ar_gemm_set ar_gemm_avx2(ar_type t) {
-    switch (t) {
-    case AR_TYPE_F32:
-        return (ar_gemm_set){{&k_f32, NULL, NULL}, NULL, 0};
-    case AR_TYPE_F16:
-        return (ar_gemm_set){{&k_f16, NULL, NULL}, NULL, 0};
-    case AR_TYPE_BF16:
-        return (ar_gemm_set){{&k_bf16, NULL, NULL}, NULL, 0};
-    case AR_TYPE_Q4_0:
-        return set_of(k_q4_0);
-    case AR_TYPE_Q4_1:
-        return set_of(k_q4_1);
-    case AR_TYPE_Q5_0:
-        return set_of(k_q5_0);
-    case AR_TYPE_Q5_1:
-        return set_of(k_q5_1);
-    case AR_TYPE_Q8_0:
-        return set_of(k_q8_0);
-    case AR_TYPE_Q2_K:
-        return set_of(k_q2_K);
-    case AR_TYPE_Q3_K:
-        return set_of(k_q3_K);
-    case AR_TYPE_Q4_K:
-        return set_of(k_q4_K);
-    case AR_TYPE_Q5_K:
-        return set_of(k_q5_K);
-    case AR_TYPE_Q6_K:
-        return set_of(k_q6_K);
-    default:
-        return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
-    }
-}
+#define REP3(sfx) .rep = {&k_##sfx[0], &k_##sfx[1], &k_##sfx[2]}
+const ar_kernel_table ar_kernels_avx2 = {
+    .level = AR_SIMD_AVX2,
+    .path = "avx2",
+    .rows = {
+        [AR_TYPE_F32] = {.dot = dot_f32, .rep = {&k_f32}},
+        [AR_TYPE_F16] = {.dot = dot_f16, .rep = {&k_f16}},
+        [AR_TYPE_BF16] = {.dot = dot_bf16, .rep = {&k_bf16}},
+        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, REP3(q4_0)},
+        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, REP3(q4_1)},
+        [AR_TYPE_Q5_0] = {.dot = dot_q5_0, REP3(q5_0)},
+        [AR_TYPE_Q5_1] = {.dot = dot_q5_1, REP3(q5_1)},
+        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, REP3(q8_0)},
+        [AR_TYPE_Q2_K] = {.dot = dot_q2_K, REP3(q2_K)},
+        [AR_TYPE_Q3_K] = {.dot = dot_q3_K, REP3(q3_K)},
+        [AR_TYPE_Q4_K] = {.dot = dot_q4_K, REP3(q4_K)},
+        [AR_TYPE_Q5_K] = {.dot = dot_q5_K, REP3(q5_K)},
+        [AR_TYPE_Q6_K] = {.dot = dot_q6_K, REP3(q6_K)},
+    }};
 
 #else
-ar_gemm_set ar_gemm_avx2(ar_type t) {
-    (void)t;
-    return (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
-}
+const ar_kernel_table ar_kernels_avx2 = {.level = AR_SIMD_AVX2, .path = "avx2"};
 #endif
