@@ -85,14 +85,14 @@ static void usage(FILE *f) {
           "  --reps R      decoding runs (default 3; the median is reported)\n"
           "  -p PROMPT     prompt (default \"Once upon a time\")\n"
           "  --json FILE   write the figures as JSON\n"
-          "  --repack      repacked copies of the matrices for the 1..4-token kernels\n",
+          "  --no-repack   read every matrix in place (default: the packed layout)\n",
           f);
 }
 
 int bench_decode(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *prompt = "Once upon a time";
     int32_t n_predict = 64, threads = 0, reps = 3;
-    bool repack = false;
+    bool repack = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -128,6 +128,8 @@ int bench_decode(int argc, char **argv) {
             json = v;
         } else if (!strcmp(a, "--repack")) {
             repack = true;
+        } else if (!strcmp(a, "--no-repack")) {
+            repack = false;
         } else {
             return cli_error(2, "bench decode: unknown flag '%s' (see --help)", a);
         }

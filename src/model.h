@@ -64,15 +64,19 @@ typedef struct ar_model {
     ar_layer *layers;         /* [n_layer] */
     void *owned;              /* dequantized copies of small 1-D tensors stored in other formats */
     bool resident;            /* pre-faulted (and mlocked when permitted) */
-    void *packed;             /* repacked copies of the matrices (params.repack), or NULL */
+    void *packed;             /* the packed matrices (params.repack), or NULL */
     size_t packed_bytes;
+    bool packed_mapped;       /* packed is a mapping of a cache entry (else malloc'd) */
+    const char *packed_from;  /* "cache", "cache (written)" or "memory" */
+    char pack_note[512];      /* a warning about the packed-weights cache, or "" */
 } ar_model;
 
 typedef struct ar_model_params {
     bool vocab_only; /* load only the tokenizer (any architecture) */
     bool resident;   /* pre-fault the mapping and try mlock (drafters) */
-    bool repack;     /* repacked copies for the n <= 4 kernels where the CPU has them: faster
-                      * decoding, about twice the memory (matmul.h) */
+    bool repack;     /* the matrices in the packed layout wherever this CPU has kernels that
+                      * read it (the default; false: every matrix read in place from the file):
+                      * the same memory, faster, bit-identical results (model.c) */
 } ar_model_params;
 
 ar_model_params ar_model_default_params(void);

@@ -37,8 +37,9 @@ static void usage(FILE *f) {
           "  --pipeline           draft the next tree while the verifier checks the current one\n"
           "  -td N                pipelining: drafter threads (default 1)\n"
           "  --no-pin             do not pin threads to cores (default: pinned by the hwloc plan)\n"
-          "  --repack             keep the Q4_0 / Q8_0 matrices also repacked for the\n"
-          "                       1..4-token kernels: faster, same output, ~2x the memory\n"
+          "  --no-repack          read every matrix in place from the file (default: the\n"
+          "                       packed layout where this CPU has kernels for it: faster,\n"
+          "                       same output, same memory; cached in ~/.cache/arbor/packed)\n"
           "  --stats              print statistics on stderr\n",
           f);
 }
@@ -213,6 +214,8 @@ int cmd_generate(int argc, char **argv) {
             cp.pipeline = true;
         } else if (!strcmp(a, "--repack")) {
             mp.repack = true;
+        } else if (!strcmp(a, "--no-repack")) {
+            mp.repack = false;
         } else if (!strcmp(a, "--no-pin")) {
             cp.pin_threads = false;
         } else if (!strcmp(a, "-td") || !strcmp(a, "--threads-draft")) {
