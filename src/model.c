@@ -461,7 +461,10 @@ static ar_status pack_weights(ar_model *m) {
     }
     char path[4096], name[64];
     snprintf(name, sizeof name, "packed/%016llx.bin", (unsigned long long)pl.key);
-    const bool cache = pl.key && pl.total >= PACK_CACHE_MIN && m->gguf->owns_map &&
+    /* ARBOR_PACK_CACHE_MIN (bytes) overrides the threshold: tests use the cache with tiny models */
+    const char *min_env = getenv("ARBOR_PACK_CACHE_MIN");
+    const size_t min = min_env ? (size_t)strtoull(min_env, NULL, 10) : PACK_CACHE_MIN;
+    const bool cache = pl.key && pl.total >= min && m->gguf->owns_map &&
                        ar_cache_path(name, path, sizeof path) == AR_OK;
     if (cache && pack_map_cached(m, &pl, path)) {
         m->packed_from = "cache";

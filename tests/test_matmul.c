@@ -217,7 +217,7 @@ Test(matmul, batched_kernels_present) {
     for (size_t f = 0; f < AR_ARRAY_LEN(packed); f++) {
         const ar_gemm_kernel *p = ar_packed_get(packed[f]);
         if (ar_cpu()->level < AR_SIMD_AVX512VNNI) continue;
-        cr_assert(p && p->rows16 && p->lanes == 1 && p->max_groups == 16,
+        cr_assert(p && p->rows16 && p->lanes == 16 && p->max_groups == 1,
                   "%s has no packed kernel", ar_type_get(packed[f])->name);
         cr_assert(ar_pack_group_bytes(packed[f], 4096) % 64 == 0);
     }

@@ -980,12 +980,12 @@ AI void rows16_q32(ar_type t, bool packed, bool C1, int64_t k, const void *w, si
                 if (!packed) ar_prefetch_step(&src.pf);
                 rows16_block x;
                 rows16_block_load(t, packed, &src, b + j, &x);
-                acc[j] = _mm512_add_ps(acc[j], rows16_term(t, &x, panel + (size_t)(b + j) * rec));
+                acc[j] = _mm512_add_ps(acc[j], rows16_term(t, &x, panel + (size_t)(b + j) * pstride));
             }
         for (int j = 0; b + j < nb; j++) {
             rows16_block x;
             rows16_block_load(t, packed, &src, b + j, &x);
-            acc[j] = _mm512_add_ps(acc[j], rows16_term(t, &x, panel + (size_t)(b + j) * rec));
+            acc[j] = _mm512_add_ps(acc[j], rows16_term(t, &x, panel + (size_t)(b + j) * pstride));
         }
         if (!packed) ar_prefetch_rest(&src.pf);
         const __m512 s = _mm512_add_ps(
@@ -1002,8 +1002,8 @@ AI void rows16_q32(ar_type t, bool packed, bool C1, int64_t k, const void *w, si
         rows16_block x;
         rows16_block_load(t, packed, &src, b, &x);
         __m512 *a = acc[b % 8];
-        const uint8_t *pb = panel + (size_t)b * rec;
-        for (int c = 0; c < ncols; c++, pb += pstride) a[c] = _mm512_add_ps(a[c], rows16_term(t, &x, pb));
+        const uint8_t *pb = panel + (size_t)b * pstride;
+        for (int c = 0; c < ncols; c++, pb += rec) a[c] = _mm512_add_ps(a[c], rows16_term(t, &x, pb));
     }
     if (!packed) ar_prefetch_rest(&src.pf);
     for (int c = 0; c < ncols; c++) {
@@ -1117,8 +1117,8 @@ AI void rows16_k4(ar_type t, int64_t k, const void *w, int nrows, const uint8_t 
             }
             const __m512i s_lo = byte_of(sc[ch / 2], 2 * ch, false);
             const __m512i s_hi = byte_of(sc[ch / 2], 2 * ch + 1, false);
-            const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(1) + 64 * ch;
-            for (int c = 0; c < ncols; c++, pb += pstride) {
+            const uint8_t *pb = panel + (size_t)i * pstride + 64 * ch;
+            for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1)) {
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dot8(lo, pb), s_lo));
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dot8(hi, pb + 32), s_hi));
             }
@@ -1126,8 +1126,8 @@ AI void rows16_k4(ar_type t, int64_t k, const void *w, int nrows, const uint8_t 
         __m512i mp[8];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) mp[j] = pair_of(mn[j / 4], j, false);
-        const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(1);
-        for (int c = 0; c < ncols; c++, pb += pstride) {
+        const uint8_t *pb = panel + (size_t)i * pstride;
+        for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1)) {
             __m512i summs = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
@@ -1178,8 +1178,8 @@ AI void rows16_q6_K(int64_t k, const void *w, int nrows, const uint8_t *panel, s
             }
             const __m512i s0 = byte_of(scw[s / 2], 2 * s, true);
             const __m512i s1 = byte_of(scw[s / 2], 2 * s + 1, true);
-            const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(1) + 32 * s;
-            for (int c = 0; c < ncols; c++, pb += pstride) {
+            const uint8_t *pb = panel + (size_t)i * pstride + 32 * s;
+            for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1)) {
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dot4(u, pb), s0));
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dot4(u + 4, pb + 16), s1));
             }
@@ -1187,8 +1187,8 @@ AI void rows16_q6_K(int64_t k, const void *w, int nrows, const uint8_t *panel, s
         __m512i sp[8]; /* (sc_2j, sc_2j+1) */
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) sp[j] = pair_of(scw[j / 2], 2 * j, true);
-        const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(1);
-        for (int c = 0; c < ncols; c++, pb += pstride) {
+        const uint8_t *pb = panel + (size_t)i * pstride;
+        for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1)) {
             __m512i off = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
@@ -1277,11 +1277,12 @@ QK_SET(q4_K)
 QK_SET(q5_K)
 QK_SET(q6_K)
 
-/* 16-row kernels: one-column panels whose corr is -offset * sum(q) (the integer sums' start) */
+/* 16-row kernels: panels of 16 columns' width-1 records, whose corr is -offset * sum(q) (the
+ * integer sums' start) */
 #define R16KERNEL(fn, kind, a, c, s)                                                               \
     {                                                                                              \
-        .path = "avx512vnni", .panel = kind, .act = a, .width = 1, .rep = 1, .lanes = 1,           \
-        .max_rows = 16, .max_groups = 16, .corr = c, .with_s = s, .rows16 = fn                     \
+        .path = "avx512vnni", .panel = kind, .act = a, .width = 1, .rep = 1, .lanes = 16,          \
+        .max_rows = 16, .max_groups = 1, .corr = c, .with_s = s, .rows16 = fn                      \
     }
 static const ar_gemm_kernel g_q4_0 = R16KERNEL(inplace_q4_0, AR_PANEL_Q32, AR_TYPE_Q8_0, -8, false);
 static const ar_gemm_kernel g_q4_1 = R16KERNEL(inplace_q4_1, AR_PANEL_Q32, AR_TYPE_Q8_1, 0, true);

@@ -174,7 +174,8 @@ void ar_kernels_select(ar_simd_level level) {
 /* ---- activation panels ---- */
 
 size_t ar_panel_bytes(const ar_gemm_kernel *g, int64_t k) {
-    const size_t L = (size_t)g->width;
+    /* a 16-row kernel's panel holds `lanes` columns' records of width 1 */
+    const size_t L = (size_t)(g->rows16 ? g->lanes : g->width);
     size_t bytes = 0;
     switch (g->panel) {
     case AR_PANEL_ROWS:
@@ -202,9 +203,23 @@ static void pack_rows(ar_type vdt, const uint8_t *rows, size_t row_bytes, int nc
     }
 }
 
-/* Lane c * rep + r of a record holds column c (for every r). */
+/* Lane c * rep + r of a record holds column c (for every r). A 16-row kernel's panel has one
+ * width-1 record per column and block, the ncols columns' records of a block side by side. */
 static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
                      int64_t k, uint8_t *restrict panel) {
+    if (g->rows16) {
+        ar_gemm_kernel one = *g;
+        one.rows16 = NULL, one.lanes = 1;
+        const size_t rec = AR_Q32_RECORD(1, g->with_s), nb = (size_t)(k / AR_QK);
+        uint8_t tmp[64];
+        for (int c = 0; c < ncols; c++)
+            for (size_t b = 0; b < nb; b++) {
+                pack_q32(&one, rows + (size_t)c * row_bytes + b * (g->with_s ? 36 : 34),
+                         row_bytes, 1, AR_QK, tmp);
+                memcpy(panel + (b * (size_t)ncols + (size_t)c) * rec, tmp, rec);
+            }
+        return;
+    }
     const int W = g->width, rep = g->rep;
     const size_t bsz = g->with_s ? sizeof(ar_block_q8_1) : sizeof(ar_block_q8_0);
     const size_t rec = AR_Q32_RECORD(W, g->with_s);
@@ -234,6 +249,19 @@ static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_by
 
 static void pack_qk(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
                     int64_t k, uint8_t *restrict panel) {
+    if (g->rows16) {
+        ar_gemm_kernel one = *g;
+        one.rows16 = NULL, one.lanes = 1;
+        const size_t rec = AR_QK_RECORD(1), nb = (size_t)(k / AR_QK_K);
+        uint8_t tmp[AR_QK_RECORD(1) + 64];
+        for (int c = 0; c < ncols; c++)
+            for (size_t b = 0; b < nb; b++) {
+                pack_qk(&one, rows + (size_t)c * row_bytes + b * sizeof(ar_block_q8_K), row_bytes,
+                        1, AR_QK_K, tmp);
+                memcpy(panel + (b * (size_t)ncols + (size_t)c) * rec, tmp, rec);
+            }
+        return;
+    }
     const int W = g->width, rep = g->rep;
     const size_t rec = AR_QK_RECORD(W);
     for (int64_t b = 0; b < k / AR_QK_K; b++) {

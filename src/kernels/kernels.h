@@ -179,10 +179,12 @@ static inline int ar_scale_q3_K(int j, const uint8_t *sc) {
  *    panel has width / rep columns, each repeated rep times (rep > 1 fills the register when the
  *    batch is small). They read weight rows in place.
  *  - 16-row kernels (columns broadcast, weight rows in the lanes): 16 weight rows in a register,
- *    each column a panel of its own (width 1) whose quant words are broadcast; every weight block
- *    is unpacked once for up to 16 columns, whose results are 16 consecutive outputs of y. They
- *    read either 16 rows in place (transposing each block in registers) or one packed group
- *    (below), where one aligned load gives a register of 16 rows.
+ *    each column's quant words broadcast from its width-1 records; every weight block is unpacked
+ *    once for up to 16 columns, whose results are 16 consecutive outputs of y. They read either
+ *    16 rows in place (transposing each block in registers) or one packed group (below), where
+ *    one aligned load gives a register of 16 rows. Their panel holds `lanes` = 16 columns: per
+ *    block, the records (width 1) of its ncols columns side by side, so a block's activations
+ *    are one short sequential read.
  *
  * Panel layouts (columns past the batch are zero; W = width):
  *  - AR_PANEL_ROWS (F32, F16, BF16): one column per panel (width = rep = 1): its rounded row
@@ -217,8 +219,9 @@ typedef void (*ar_gemm_fn)(int64_t k, const void *restrict w, size_t w_stride, i
                            const uint8_t *restrict panel, size_t pstride, int ngroups,
                            float *restrict out);
 /* The 16-row kernels: y[c * ystride + r] (+)= dot(weight row r, column c) for r < nrows (<= 16),
- * c < ncols (<= 16; column c's panel at panel + c * pstride). The rows are w_stride bytes apart
- * from w (in place) or one packed group at w (w_stride unused). */
+ * c < ncols (<= 16): column c's record of block b at panel + b * pstride + c * (record bytes),
+ * pstride = ncols * (record bytes). The rows are w_stride bytes apart from w (in place) or one
+ * packed group at w (w_stride unused). */
 typedef void (*ar_rows16_fn)(int64_t k, const void *restrict w, size_t w_stride, int nrows,
                              const uint8_t *restrict panel, size_t pstride, int ncols,
                              float *restrict y, size_t ystride, bool add);
@@ -235,7 +238,7 @@ typedef struct ar_gemm_kernel {
     int corr;             /* AR_PANEL_Q32: multiplier of the quant sums in corr[] */
     bool with_s;          /* AR_PANEL_Q32: the panel carries Q8_1's s */
     ar_gemm_fn run;       /* rep kernels */
-    ar_rows16_fn rows16;  /* 16-row kernels (width 1, max_rows 16, max_groups 16) */
+    ar_rows16_fn rows16;  /* 16-row kernels (width 1, lanes 16, max_rows 16, max_groups 1) */
 } ar_gemm_kernel;
 
 /* Bytes of one panel of rows of k values (a multiple of 64). */

@@ -14,6 +14,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,8 @@ typedef struct mm_job {
     const float *x;
     /* sgemm */
     float **blas;
+    /* the batched kernel's next chunk of rows (mm_gemm_worker) */
+    _Atomic int64_t next_chunk;
 } mm_job;
 
 static inline void put(float *y, float v, bool add) {
@@ -211,14 +214,16 @@ static void rows16_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t l
     const ar_gemm_kernel *g = j->g;
     const int64_t n_in = W->ne[0], n_out = W->ne[1];
     const size_t gbytes = j->packed ? ar_pack_group_bytes(W->type, n_in) : 0;
+    const size_t rec = g->panel == AR_PANEL_QK ? AR_QK_RECORD(1) : AR_Q32_RECORD(1, g->with_s);
     for (int64_t r0 = lo; r0 < hi; r0 += AR_PACK_ROWS) {
         const int nr = (int)AR_MIN(AR_PACK_ROWS, hi - r0);
         const uint8_t *w = j->packed ? (const uint8_t *)W->packed + (size_t)(r0 / 16) * gbytes
                                      : (const uint8_t *)W->data + (size_t)r0 * W->nb1;
-        for (int32_t c0 = 0; c0 < j->n; c0 += g->max_groups)
-            g->rows16(n_in, w, W->nb1, nr, j->panel + (size_t)c0 * j->pstride, j->pstride,
-                      AR_MIN(g->max_groups, j->n - c0), y + (size_t)c0 * n_out + r0,
-                      (size_t)n_out, j->add);
+        for (int p = 0; p < j->ngroups; p++) { /* panel p: columns 16 p .. (its records' */
+            const int32_t c0 = p * g->lanes, nc = AR_MIN(g->lanes, j->n - c0); /* stride) */
+            g->rows16(n_in, w, W->nb1, nr, j->panel + (size_t)p * j->pstride, (size_t)nc * rec,
+                      nc, y + (size_t)c0 * n_out + r0, (size_t)n_out, j->add);
+        }
     }
 }
 
@@ -226,18 +231,29 @@ static void rows16_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t l
  * every matrix's part starts on a tile: threads split that sequence (one dispatch for all). */
 static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
 
+/* Threads take chunks of that sequence in turn from a shared counter, so that one that started
+ * late (the caller rounds the activations first) or runs slower takes fewer and they finish
+ * together: the pool's wait after a matmul is what an idle thread spins. A chunk is a contiguous
+ * run of rows (one stream of weights). */
+#define CHUNK_ROWS 64
+
 static void mm_gemm_worker(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
+    mm_job *j = arg;
+    (void)ith, (void)nth;
     int64_t total = 0;
     for (int i = 0; i < j->count; i++) total += round16(j->Ws[i]->ne[1]);
-    int64_t lo, hi;
-    ar_split(total, ROW_TILE, ith, nth, &lo, &hi);
-    int64_t off = 0;
-    for (int i = 0; i < j->count; i++) {
-        const int64_t rows = j->Ws[i]->ne[1], len = round16(rows);
-        const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + len) - off, rows);
-        if (a < b) (j->g->rows16 ? rows16_rows : gemm_rows)(j, j->Ws[i], j->ys[i], a, b);
-        off += len;
+    for (;;) {
+        const int64_t lo = CHUNK_ROWS * atomic_fetch_add_explicit(&j->next_chunk, 1,
+                                                                  memory_order_relaxed);
+        if (lo >= total) break;
+        const int64_t hi = AR_MIN(total, lo + CHUNK_ROWS);
+        int64_t off = 0;
+        for (int i = 0; i < j->count; i++) {
+            const int64_t rows = j->Ws[i]->ne[1], len = round16(rows);
+            const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + len) - off, rows);
+            if (a < b) (j->g->rows16 ? rows16_rows : gemm_rows)(j, j->Ws[i], j->ys[i], a, b);
+            off += len;
+        }
     }
 }
 
