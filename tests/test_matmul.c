@@ -191,6 +191,10 @@ Test(matmul, avx512_level, .timeout = 120) {
 Test(matmul, avx512vnni_level, .timeout = 120) {
     check_level(AR_SIMD_AVX512VNNI);
 }
+Test(matmul, amx_level, .timeout = 120) {
+    if (ar_cpu()->level < AR_SIMD_AMX) cr_skip_test("no AMX on this CPU");
+    check_level(AR_SIMD_AMX);
+}
 
 /* The batched kernels exist where they should (a format without one silently falls back to one
  * dot product per output, which is correct but slow). */

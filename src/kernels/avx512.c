@@ -9,7 +9,7 @@
  *  - 16-row kernels: 16 weight rows in the lanes and each column broadcast, over packed groups
  *    (every batch size) or rows in place (small batches).
  * Called only when ar_cpu() reports those instruction sets. */
-#include "simd.h"
+#include "rows16.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -784,167 +784,9 @@ QK_RUNS(q6_K, AR_TYPE_Q6_K)
 
 
 /* ================================ 16-row kernels ================================
- * 16 weight rows in the lanes of a register, one column broadcast from its own panel (width 1):
- * vpdpbusd takes the column's quant dword as an embedded broadcast and the unsigned values of
- * the 16 rows (4 each) as the other operand, so every weight block is unpacked once for all the
- * columns of a call, and each column's results are 16 consecutive outputs. The rows come from a
- * packed group (kernels.h: one aligned load gives a word of the 16 rows; lane r is row r) or in
- * place (each block's bytes transposed in registers; lane L is row IN_PLACE_ROW(L)).
- *
- * 32-value formats: block b's term goes to running sum b % 8 of its (row, column), kept in
- * acc[b % 8][column] (memory, for any number of columns), then the fold of ar_reduce8. K-quants:
- * one running sum per (row, column), super-blocks in order. */
+ * (the pieces shared with amx.c are in rows16.h) */
 
-/* Software prefetch distance, in blocks, of the packed kernels (kernels.c may tune it). */
 int ar_avx512_prefetch_blocks = 16;
-
-#define IN_PLACE_ROW(L) (4 * ((L) % 4) + (L) / 4)
-
-AI __m512i bcast_i32(const uint8_t *p) {
-    return _mm512_set1_epi32(load_i32(p));
-}
-AI __m512 bcast_f32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, 4);
-    return _mm512_set1_ps(f);
-}
-/* s += 4-value dot products of the 16 rows' unsigned values w with the column's quant word at p */
-AI __m512i dp_word(__m512i s, __m512i w, const uint8_t *p) {
-    return _mm512_dpbusd_epi32(s, w, bcast_i32(p));
-}
-
-/* Stores 16 results of one column: lane L holds row L (packed) or IN_PLACE_ROW(L); rows past
- * nrows are not written; add: y += v. */
-AI void store_rows16(bool packed, __m512 v, float *y, int nrows, bool add) {
-    if (!packed)
-        v = _mm512_permutexvar_ps(
-            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
-    const __mmask16 m = (__mmask16)((1u << nrows) - 1);
-    if (add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
-    _mm512_mask_storeu_ps(y, m, v);
-}
-
-/* Where a call's 16 rows come from. Packed: the group's fp16 fields (hs) and words (ws). In place:
- * the row pointers, the scales' gather offsets (32-bit: matmul.c uses in-place 16-row kernels only
- * when 15 rows span less than 2 GB) and the next call's prefetcher. */
-typedef struct {
-    const uint8_t *hs, *ws;
-    const uint8_t *rows[16];
-    __m512i gidx;
-    ar_prefetcher pf;
-} rows16_src;
-
-AI void rows16_open(ar_type t, bool packed, const void *w, size_t w_stride, int nrows, int64_t nb,
-                    int64_t steps, rows16_src *src) {
-    if (packed) {
-        const ar_pack_layout L = ar_pack_layout_of(t);
-        src->hs = w;
-        src->ws = src->hs + ((size_t)nb * (size_t)L.n_halves * 32 + 63) / 64 * 64;
-        return;
-    }
-    int32_t gofs[16];
-    ar_row_pointers(w, w_stride, nrows, 16, src->rows);
-    for (int l = 0; l < 16; l++) gofs[l] = (int32_t)(src->rows[IN_PLACE_ROW(l)] - src->rows[0]);
-    src->gidx = _mm512_loadu_si512(gofs);
-    /* while computing this call's 16 rows, fetch the next call's */
-    src->pf = ar_prefetch_rows(src->rows[0], w_stride, 16, steps, true);
-}
-
-/* Prefetch of packed block b + distance: its words and (every other block) its fp16 fields. */
-AI void rows16_prefetch(ar_type t, const rows16_src *src, int64_t b) {
-    const ar_pack_layout L = ar_pack_layout_of(t);
-    const int64_t a = b + ar_avx512_prefetch_blocks;
-    const size_t wbytes = (size_t)L.rest_bytes * 16;
-    const char *p = (const char *)src->ws + (size_t)a * wbytes;
-#pragma GCC unroll 16
-    for (size_t l = 0; l < wbytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
-    if (L.n_halves == 2 || (b & 1) == 0)
-        _mm_prefetch((const char *)src->hs + (size_t)a * (size_t)L.n_halves * 32, _MM_HINT_T0);
-}
-
-/* 16 rows' 16 bytes at offset off (in place): lane L of t[q] = dword q of row IN_PLACE_ROW(L). */
-AI void transpose16(const uint8_t *const *rows, size_t off, __m512i t[4]) {
-    __m512i z[4];
-#pragma GCC unroll 16
-    for (int p = 0; p < 4; p++) {
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * p] + off)));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * p + 1] + off)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * p + 2] + off)), 2);
-        z[p] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * p + 3] + off)), 3);
-    }
-    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    t[0] = _mm512_unpacklo_epi64(t0, t2);
-    t[1] = _mm512_unpackhi_epi64(t0, t2);
-    t[2] = _mm512_unpacklo_epi64(t1, t3);
-    t[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-/* Byte i of each dword = 0x10 where bit (first + i) of the dword h is set (Q5 fifth bits). */
-AI __m512i bit4_of(__m512i h, int first) {
-    const int byte = first / 8, shift = first % 8;
-    const __m512i spread = _mm512_shuffle_epi8(
-        h, _mm512_set4_epi32(0x0c0c0c0c + 0x01010101 * byte, 0x08080808 + 0x01010101 * byte,
-                             0x04040404 + 0x01010101 * byte, 0x01010101 * byte));
-    const __mmask64 set =
-        _mm512_test_epi8_mask(spread, _mm512_set1_epi32((int)(0x08040201u << shift)));
-    return _mm512_maskz_mov_epi8(set, _mm512_set1_epi8(0x10));
-}
-
-/* Block b of the 16 rows (32-value formats): words w[q] of 4 unsigned values each (value
- * 4q..4q+3 of every row; Q8_0 as q + 128), the scales d and (the _1 formats) the mins m. */
-typedef struct {
-    __m512i w[8];
-    __m512 d, m;
-} rows16_block;
-
-AI void rows16_block_load(ar_type t, bool packed, const rows16_src *src, int64_t b,
-                          rows16_block *x) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
-    __m512i q[8];
-    if (packed) {
-        const ar_pack_layout L = ar_pack_layout_of(t);
-        rows16_prefetch(t, src, b);
-        const uint8_t *h = src->hs + (size_t)b * (size_t)L.n_halves * 32;
-        const uint8_t *wp = src->ws + (size_t)b * (size_t)L.rest_bytes * 16;
-        x->d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)h));
-        if (ar_q32_has_min(t)) x->m = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(h + 32)));
-#pragma GCC unroll 16
-        for (int i = 0; i < L.rest_bytes / 4; i++) q[i] = _mm512_load_si512(wp + 64 * i);
-    } else {
-        const size_t off = (size_t)b * ar_block_bytes(t);
-        const int qs = t == AR_TYPE_Q4_1 ? 4 : 2;
-        transpose16(src->rows, off + qs, q);
-        if (t == AR_TYPE_Q8_0) transpose16(src->rows, off + 18, q + 4);
-        /* the first 4 bytes of each row's block: d, and m for the _1 formats */
-        const __m512i dm = _mm512_i32gather_epi32(src->gidx, src->rows[0] + off, 1);
-        x->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-        if (ar_q32_has_min(t))
-            x->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
-    }
-    switch (t) {
-    case AR_TYPE_Q8_0:
-#pragma GCC unroll 16
-        for (int i = 0; i < 8; i++) x->w[i] = _mm512_xor_si512(q[i], flip);
-        break;
-    case AR_TYPE_Q5_0:
-    case AR_TYPE_Q5_1: /* word 0: qh (bit j: fifth bit of value j); words 1-4: the nibbles */
-#pragma GCC unroll 16
-        for (int i = 0; i < 4; i++) {
-            x->w[i] = _mm512_or_si512(_mm512_and_si512(q[1 + i], m4), bit4_of(q[0], 4 * i));
-            x->w[i + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q[1 + i], 4), m4),
-                                          bit4_of(q[0], 16 + 4 * i));
-        }
-        break;
-    default: /* Q4_0, Q4_1: word q holds values 4q.. (low nibbles) and 16 + 4q.. (high) */
-#pragma GCC unroll 16
-        for (int i = 0; i < 4; i++) {
-            x->w[i] = _mm512_and_si512(q[i], m4);
-            x->w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(q[i], 4), m4);
-        }
-        break;
-    }
-}
 
 /* The term of block b for the 16 rows and the column whose record is at pb:
  * (d_w * d_a) * sumi [+ m_w * s_a]; the record's corr (-offset * sum of the quants) starts the
@@ -1019,36 +861,6 @@ AI void rows16_q32(ar_type t, bool packed, bool C1, int64_t k, const void *w, si
  * or the scales (Q6_K) as int16 pairs for the bsums, then per column the exact integer sums and
  * the reference's float term. */
 
-/* Byte j % 4 of each dword of v as an int32 (zero-extended; sign-extended with sx). */
-AI __m512i byte_of(__m512i v, int j, bool sx) {
-    const int b = j % 4;
-    if (sx) {
-        const __m512i idx = _mm512_set4_epi32((12 + b) << 24 | 0x808080, (8 + b) << 24 | 0x808080,
-                                              (4 + b) << 24 | 0x808080, b << 24 | 0x808080);
-        return _mm512_srai_epi32(_mm512_shuffle_epi8(v, idx), 24);
-    }
-    const __m512i idx = _mm512_set4_epi32(0x80808000 | (12 + b), 0x80808000 | (8 + b),
-                                          0x80808000 | (4 + b), 0x80808000 | b);
-    return _mm512_shuffle_epi8(v, idx);
-}
-/* Bytes j % 4 and (j + 1) % 4 of each dword of v as int16 (lo, hi) (sign-extended with sx; else
- * byte j % 4 twice, zero-extended: a min that multiplies both bsums of its 32 values). */
-AI __m512i pair_of(__m512i v, int j, bool sx) {
-    const int b = j % 4;
-    if (sx) { /* bytes b, b + 1 to the high halves of the two int16, then shifted down */
-        const __m512i idx = _mm512_set4_epi32((13 + b) << 24 | 0x80 << 16 | (12 + b) << 8 | 0x80,
-                                              (9 + b) << 24 | 0x80 << 16 | (8 + b) << 8 | 0x80,
-                                              (5 + b) << 24 | 0x80 << 16 | (4 + b) << 8 | 0x80,
-                                              (1 + b) << 24 | 0x80 << 16 | b << 8 | 0x80);
-        return _mm512_srai_epi16(_mm512_shuffle_epi8(v, idx), 8);
-    }
-    const __m512i idx = _mm512_set4_epi32(0x80008000 | (12 + b) << 16 | (12 + b),
-                                          0x80008000 | (8 + b) << 16 | (8 + b),
-                                          0x80008000 | (4 + b) << 16 | (4 + b),
-                                          0x80008000 | b << 16 | b);
-    return _mm512_shuffle_epi8(v, idx);
-}
-
 /* The integer dot of 8 value words with the column's quant dwords at a (8 words apart by 4). */
 AI __m512i dot8(const __m512i *u, const uint8_t *a) {
     __m512i s = _mm512_setzero_si512();
@@ -1063,58 +875,47 @@ AI __m512i dot4(const __m512i *u, const uint8_t *a) {
     return s;
 }
 
+/* The float term of a K-quant super-block for the 16 rows and one column: d * isum [- dmin *
+ * summs], d = fp16(w.d) * a.d (the reference's order), into the column's running sum. */
+AI __m512 k_term(bool has_min, __m512 d, __m512 dmin, const uint8_t *pb, __m512i isum,
+                 __m512i summs) {
+    const __m512 da = bcast_f32(pb + AR_QK_D(1));
+    const __m512 t1 = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum));
+    if (!has_min) return t1;
+    return _mm512_sub_ps(t1, _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(summs)));
+}
+
+/* The bsum pairs of the column's record pb times the 16 rows' int16 pairs p[j]. */
+AI __m512i bsum_dot(const __m512i p[8], const uint8_t *pb) {
+    __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) s = _mm512_dpwssd_epi32(s, p[j], bcast_i32(pb + AR_QK_BS(1) + 4 * j));
+    return s;
+}
+
 /* Q4_K and Q5_K: 8 sub-blocks of 32 values, a 6-bit scale and min each. */
 AI void rows16_k4(ar_type t, int64_t k, const void *w, int nrows, const uint8_t *panel,
                   size_t pstride, int ncols, float *y, size_t ystride, bool add) {
     const bool q5 = t == AR_TYPE_Q5_K;
     const int64_t nsb = k / AR_QK_K;
-    const int qs0 = q5 ? 11 : 3;           /* first qs word (after the scales [and qh]) */
-    const size_t wbytes = (q5 ? 43 : 35) * 64; /* words of a super-block, 16 rows */
+    const size_t wbytes = (size_t)ar_pack_layout_of(t).rest_bytes * 16;
     rows16_src src;
     rows16_open(t, true, w, 0, nrows, nsb, nsb, &src);
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F);
     __m512 sum[16];
     for (int c = 0; c < ncols; c++) sum[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const uint8_t *h = src.hs + (size_t)i * 64, *wp = src.ws + (size_t)i * wbytes;
-        const char *ahead = (const char *)wp + (size_t)ar_avx512_prefetch_blocks / 8 * wbytes;
-        for (size_t l = 0; l < wbytes; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
-        _mm_prefetch((const char *)h + (size_t)ar_avx512_prefetch_blocks / 8 * 64, _MM_HINT_T0);
+        prefetch_superblock(h, 64, wp, wbytes);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)h));
         const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(h + 32)));
-        /* ar_k4_scales_mins, 16 rows: scales 0-3, 4-7 and mins 0-3, 4-7 as bytes of 4 dwords */
-        const __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64),
-                      w2 = _mm512_load_si512(wp + 128);
-        const __m512i hi2_0 = _mm512_slli_epi32(
-                          _mm512_and_si512(_mm512_srli_epi32(w0, 6), _mm512_set1_epi8(3)), 4),
-                      hi2_1 = _mm512_slli_epi32(
-                          _mm512_and_si512(_mm512_srli_epi32(w1, 6), _mm512_set1_epi8(3)), 4);
-        const __m512i sc[2] = {_mm512_and_si512(w0, m6),
-                               _mm512_or_si512(_mm512_and_si512(w2, m4), hi2_0)};
-        const __m512i mn[2] = {_mm512_and_si512(w1, m6),
-                               _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), m4),
-                                               hi2_1)};
+        __m512i sc[2], mn[2];
+        k4_scales_mins(wp, sc, mn);
         __m512i isum[16];
         for (int c = 0; c < ncols; c++) isum[c] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int ch = 0; ch < 4; ch++) { /* values 64 ch .. 64 ch + 63: sub-blocks 2ch, 2ch + 1 */
             __m512i lo[8], hi[8];
-#pragma GCC unroll 8
-            for (int q = 0; q < 8; q++) {
-                const __m512i v = _mm512_load_si512(wp + 64 * (qs0 + 8 * ch + q));
-                lo[q] = _mm512_and_si512(v, m4);
-                hi[q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                if (q5) { /* qh word q: bit 2ch of byte l is value 64ch + 4q + l's, 2ch+1 +32 */
-                    const __m512i hb = _mm512_load_si512(wp + 64 * (3 + q));
-                    const __m512i one = _mm512_set1_epi8(1);
-                    lo[q] = _mm512_or_si512(
-                        lo[q], _mm512_slli_epi16(
-                                   _mm512_and_si512(_mm512_srli_epi16(hb, 2 * ch), one), 4));
-                    hi[q] = _mm512_or_si512(
-                        hi[q], _mm512_slli_epi16(
-                                   _mm512_and_si512(_mm512_srli_epi16(hb, 2 * ch + 1), one), 4));
-                }
-            }
+            k4_values(q5, wp, ch, lo, hi);
             const __m512i s_lo = byte_of(sc[ch / 2], 2 * ch, false);
             const __m512i s_hi = byte_of(sc[ch / 2], 2 * ch + 1, false);
             const uint8_t *pb = panel + (size_t)i * pstride + 64 * ch;
@@ -1123,20 +924,12 @@ AI void rows16_k4(ar_type t, int64_t k, const void *w, int nrows, const uint8_t 
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dot8(hi, pb + 32), s_hi));
             }
         }
-        __m512i mp[8];
+        __m512i mp[8]; /* (m_j, m_j): the min of 32 values times both its bsums */
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) mp[j] = pair_of(mn[j / 4], j, false);
         const uint8_t *pb = panel + (size_t)i * pstride;
-        for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1)) {
-            __m512i summs = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                summs = _mm512_dpwssd_epi32(summs, mp[j], bcast_i32(pb + AR_QK_BS(1) + 4 * j));
-            const __m512 da = bcast_f32(pb + AR_QK_D(1));
-            const __m512 t1 = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[c]));
-            const __m512 t2 = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(summs));
-            sum[c] = _mm512_add_ps(sum[c], _mm512_sub_ps(t1, t2));
-        }
+        for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1))
+            sum[c] = _mm512_add_ps(sum[c], k_term(true, d, dmin, pb, isum[c], bsum_dot(mp, pb)));
     }
     for (int c = 0; c < ncols; c++) store_rows16(true, sum[c], y + (size_t)c * ystride, nrows, add);
 }
@@ -1148,15 +941,11 @@ AI void rows16_q6_K(int64_t k, const void *w, int nrows, const uint8_t *panel, s
     const size_t wbytes = 52 * 64;
     rows16_src src;
     rows16_open(AR_TYPE_Q6_K, true, w, 0, nrows, nsb, nsb, &src);
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
     __m512 sum[16];
     for (int c = 0; c < ncols; c++) sum[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const uint8_t *h = src.hs + (size_t)i * 32, *wp = src.ws + (size_t)i * wbytes;
-        const char *ahead = (const char *)wp + (size_t)ar_avx512_prefetch_blocks / 8 * wbytes;
-        for (size_t l = 0; l < wbytes; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
-        if ((i & 1) == 0)
-            _mm_prefetch((const char *)h + (size_t)ar_avx512_prefetch_blocks / 8 * 32, _MM_HINT_T0);
+        prefetch_superblock(h, 32, wp, wbytes);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)h));
         __m512i scw[4];
 #pragma GCC unroll 4
@@ -1164,18 +953,9 @@ AI void rows16_q6_K(int64_t k, const void *w, int nrows, const uint8_t *panel, s
         __m512i isum[16];
         for (int c = 0; c < ncols; c++) isum[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) { /* sub-block s = 4 half + kk: values 32 s .. 32 s + 31 */
-            const int half = s / 4, kk = s % 4;
+        for (int s = 0; s < 8; s++) { /* sub-block s: groups 2 s and 2 s + 1 */
             __m512i u[8];
-#pragma GCC unroll 8
-            for (int q = 0; q < 8; q++) {
-                const __m512i ql = _mm512_load_si512(wp + 64 * (16 * half + 8 * (kk & 1) + q));
-                const __m512i qh = _mm512_load_si512(wp + 64 * (32 + 8 * half + q));
-                const __m512i lo = kk < 2 ? _mm512_and_si512(ql, m4)
-                                          : _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4);
-                u[q] = _mm512_or_si512(
-                    lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2 * kk), m3), 4));
-            }
+            q6_values(wp, s, u);
             const __m512i s0 = byte_of(scw[s / 2], 2 * s, true);
             const __m512i s1 = byte_of(scw[s / 2], 2 * s + 1, true);
             const uint8_t *pb = panel + (size_t)i * pstride + 32 * s;
@@ -1184,18 +964,13 @@ AI void rows16_q6_K(int64_t k, const void *w, int nrows, const uint8_t *panel, s
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dot4(u + 4, pb + 16), s1));
             }
         }
-        __m512i sp[8]; /* (sc_2j, sc_2j+1) */
+        __m512i sp[8]; /* (sc_2j, sc_2j+1): the offset 32 times the scaled bsums */
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) sp[j] = pair_of(scw[j / 2], 2 * j, true);
         const uint8_t *pb = panel + (size_t)i * pstride;
         for (int c = 0; c < ncols; c++, pb += AR_QK_RECORD(1)) {
-            __m512i off = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                off = _mm512_dpwssd_epi32(off, sp[j], bcast_i32(pb + AR_QK_BS(1) + 4 * j));
-            const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(off, 5));
-            const __m512 dd = _mm512_mul_ps(d, bcast_f32(pb + AR_QK_D(1)));
-            sum[c] = _mm512_add_ps(sum[c], _mm512_mul_ps(dd, _mm512_cvtepi32_ps(is)));
+            const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(bsum_dot(sp, pb), 5));
+            sum[c] = _mm512_add_ps(sum[c], k_term(false, d, d, pb, is, is));
         }
     }
     for (int c = 0; c < ncols; c++) store_rows16(true, sum[c], y + (size_t)c * ystride, nrows, add);

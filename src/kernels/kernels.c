@@ -124,7 +124,7 @@ const ar_gemm_kernel *ar_packed_get(ar_type t) {
 
 /* Every instruction-set table, lowest level first. */
 static const ar_kernel_table *const tables[] = {&ar_kernels_avx2, &ar_kernels_avx512,
-                                                &ar_kernels_avx512vnni};
+                                                &ar_kernels_avx512vnni, &ar_kernels_amx};
 
 void ar_kernels_select(ar_simd_level level) {
     /* matmul.c calls sgemm from inside the pool's threads, one OpenBLAS thread each: OpenBLAS

@@ -305,8 +305,9 @@ typedef struct ar_kernel_table {
 } ar_kernel_table;
 
 /* avx2.c (AVX2 + FMA + F16C); avx512.c: AVX-512 F/BW/VL/DQ (the float formats) and AVX-512 VNNI
- * (the quantized ones) */
-extern const ar_kernel_table ar_kernels_avx2, ar_kernels_avx512, ar_kernels_avx512vnni;
+ * (the quantized ones); amx.c: AMX (the packed kernels) */
+extern const ar_kernel_table ar_kernels_avx2, ar_kernels_avx512, ar_kernels_avx512vnni,
+    ar_kernels_amx;
 
 /* Points a format's vec_dot_fast at `fn` (kernels.c, during ar_kernels_select only). */
 void ar_type_set_fast(ar_type t, ar_vec_dot_fn fn, const char *path);
