@@ -2,6 +2,7 @@
  * them) and the KV cache. The forward pass is in forward.c. */
 #include "model.h"
 
+#include "kernels/kernels.h"
 #include "kernels/matmul.h"
 
 #include <errno.h>
@@ -475,6 +476,12 @@ static ar_status pack_weights(ar_model *m) {
         ar_clear_error();
         s = pack_in_memory(m, &pl);
         m->packed_from = "memory";
+    }
+    if (s == AR_OK) {
+        char note[sizeof m->pack_note] = "";
+        ar_kernels_tune((const ar_tensor *const *)pl.mats, pl.n, pl.total >= PACK_CACHE_MIN, note,
+                        sizeof note);
+        if (note[0] && !m->pack_note[0]) memcpy(m->pack_note, note, sizeof note);
     }
     /* what the file's mapping is still read for (embedding rows, norms) must not bring in the
      * 2 MB huge pages around it (the page cache's large folios map whole where they can) */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/cpu.h"
 #include "src/kernels/kernels.h"
 #include "src/model.h"
 #include "tests/util/refs.h"
@@ -141,4 +142,32 @@ Test(pack_cache, unwritable_cache_falls_back_to_memory) {
     same_logits(m, ref, "packed in memory");
     ar_model_free(m);
     free(ref);
+}
+
+/* The kernel tuning entry (src/kernels/tune.c): only well-formed candidate values are taken. */
+Test(pack_cache, tuning_entries_are_validated) {
+    int p = -1, a = -1;
+    cr_assert(ar_tune_parse("prefetch_blocks 16\namx_min_cols 12\n", &p, &a));
+    cr_assert(p == 16 && a == 12);
+    static const char *bad[] = {"", "prefetch_blocks 16\n", "prefetch_blocks 17\namx_min_cols 12\n",
+                                "prefetch_blocks 16\namx_min_cols 99\n",
+                                "prefetch_blocks 16\namx_min_cols 12\nextra\n",
+                                "amx_min_cols 12\nprefetch_blocks 16\n", "\xff\xfe garbage"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert(!ar_tune_parse(bad[i], &p, &a), "accepted bad entry %zu", i);
+}
+
+/* A corrupt entry is ignored with a warning (and not applied). */
+Test(pack_cache, corrupt_tuning_entry_is_ignored) {
+    if (ar_cpu()->level < AR_SIMD_AVX512VNNI) cr_skip_test("nothing is tuned on this CPU");
+    unsetenv("ARBOR_TUNE");
+    char path[4096];
+    cr_assert_eq(ar_kernels_tune_path(path, sizeof path), AR_OK);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "%s", path);
+    fputs("prefetch_blocks 1000000\namx_min_cols 12\n", f);
+    fclose(f);
+    char note[512] = "";
+    ar_kernels_tune(NULL, 0, false, note, sizeof note);
+    cr_assert(strstr(note, "ignored"), "no warning: '%s'", note);
 }

@@ -14,6 +14,10 @@
  * for the tile state first). */
 #include "rows16.h"
 
+/* Below ar_amx_min_cols columns the VNNI kernel is faster (tile set-up and stores cost more
+ * than the products save): the call goes there. tune.c measures the crossover. */
+int ar_amx_min_cols = 12;
+
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__AMX_TILE__) && defined(__AMX_INT8__)
 
 /* The tile configuration of a call (palette 1): tiles 0-3 the sums C (ncols rows of 16 int32),
@@ -167,10 +171,6 @@ AI void amx_q32(ar_type t, int64_t k, const void *w, int nrows, const uint8_t *p
     fold_store(fin, ncols, y, ystride, nrows, add);
 }
 #undef ISSUE
-
-/* Below ar_amx_min_cols columns the VNNI kernel is faster (tile set-up and stores cost more
- * than the products save): the call goes there. */
-int ar_amx_min_cols = 12;
 
 #define AMX_Q32(name, t)                                                                           \
     static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \

@@ -11,6 +11,9 @@
  * Called only when ar_cpu() reports those instruction sets. */
 #include "rows16.h"
 
+/* Software prefetch distance, in blocks, of the packed kernels (tune.c measures it). */
+int ar_avx512_prefetch_blocks = 16;
+
 #if defined(__x86_64__) || defined(__i386__)
 
 #define AI AR_AI
@@ -785,8 +788,6 @@ QK_RUNS(q6_K, AR_TYPE_Q6_K)
 
 /* ================================ 16-row kernels ================================
  * (the pieces shared with amx.c are in rows16.h) */
-
-int ar_avx512_prefetch_blocks = 16;
 
 /* The term of block b for the 16 rows and the column whose record is at pb:
  * (d_w * d_a) * sumi [+ m_w * s_a]; the record's corr (-offset * sum of the quants) starts the

@@ -322,6 +322,17 @@ const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n);
 /* The 16-row kernel over packed groups of type t on this CPU, or NULL. */
 const ar_gemm_kernel *ar_packed_get(ar_type t);
 
+/* Sets the kernels' microarchitecture-dependent parameters (tune.c) from this CPU model's entry in
+ * the per-user cache or, when there is none and `measure` (mats are a model's packed matrices,
+ * more than the caches hold), by timing them, then writes the entry. A warning, if any, goes to
+ * note. Once per process. */
+void ar_kernels_tune(const ar_tensor *const *mats, int n, bool measure, char *note,
+                     size_t note_cap);
+/* This CPU model's tuning entry in the cache, and the check of an entry's text (true: valid, the
+ * values set). */
+ar_status ar_kernels_tune_path(char *out, size_t cap);
+bool ar_tune_parse(const char *text, int *prefetch_blocks, int *amx_min_cols);
+
 /* ---- attention (forward.c): one query row, the query heads that share one KV head ----
  * scores[h][t] = q_h · k_t * scale over the row's visible cells t (in position order), a softmax
  * per head, out_h = sum over t of p[h][t] * v_t in cell order. The order of every operation

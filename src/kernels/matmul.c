@@ -235,14 +235,11 @@ static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
  * late (the caller rounds the activations first) or runs slower takes fewer and they finish
  * together: the pool's wait after a matmul is what an idle thread spins. A chunk is a contiguous
  * run of rows (one stream of weights). */
-#define CHUNK_ROWS chunk_rows
-static int64_t chunk_rows = 64; /* TEMP knob */
+#define CHUNK_ROWS 64
 
 static void mm_gemm_worker(void *arg, int ith, int nth) {
     mm_job *j = arg;
     (void)ith, (void)nth;
-    static int once;
-    if (!once) { once = 1; const char *e = getenv("ARBOR_CHUNK"); if (e) chunk_rows = atoi(e); const char *p = getenv("ARBOR_PF"); extern int ar_avx512_prefetch_blocks; if (p) ar_avx512_prefetch_blocks = atoi(p); }
     int64_t total = 0;
     for (int i = 0; i < j->count; i++) total += round16(j->Ws[i]->ne[1]);
     for (;;) {
