@@ -245,59 +245,48 @@ static inline int scales_mins_k4(const uint8_t *packed, const int16_t *bsums, ui
     return ar_mm256_dot_bsums(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), bsums);
 }
 
-static void dot_q4_K(int64_t n, float *restrict s, const void *restrict w,
-                          const void *restrict a) {
-    const ar_block_q4_K *x = w;
+/* Q4_K and Q5_K (q5: with the fifth bits of qh): 8 scales and mins, the mins through bsums. */
+AI void dot_k4(bool q5, int64_t n, float *restrict s, const void *restrict w,
+               const void *restrict a) {
     const ar_block_q8_K *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const size_t bsz = q5 ? sizeof(ar_block_q5_K) : sizeof(ar_block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), two = _mm256_set1_epi8(2);
     float sum = 0;
     for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        /* both: d, dmin, scales[12]; then Q5_K's qh[32]; then qs[128] */
+        const uint8_t *b = (const uint8_t *)w + (size_t)i * bsz, *qs = b + (q5 ? 48 : 16);
+        ar_half hd, hmin;
+        memcpy(&hd, b, 2), memcpy(&hmin, b + 2, 2);
         uint8_t sc[16];
-        const int summs = scales_mins_k4(x[i].scales, y[i].bsums, sc);
+        const int summs = scales_mins_k4(b + 4, y[i].bsums, sc);
         __m256i acc = _mm256_setzero_si256();
+        __m256i hm = q5 ? load32(b + 16) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
-            const __m256i q = load32(x[i].qs + 32 * c);
+            const __m256i q = load32(qs + 32 * c);
             const int8_t *q8 = y[i].qs + 64 * c;
-            acc = add_scaled(acc, _mm256_and_si256(q, m4), q8, _mm256_set1_epi16(sc[2 * c]));
-            acc = add_scaled(acc, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q8 + 32,
-                             _mm256_set1_epi16(sc[2 * c + 1]));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (q5) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(hm, two), 3));
+                hm = _mm256_srli_epi16(hm, 2);
+            }
+            acc = add_scaled(acc, lo, q8, _mm256_set1_epi16(sc[2 * c]));
+            acc = add_scaled(acc, hi, q8 + 32, _mm256_set1_epi16(sc[2 * c + 1]));
         }
         const int isum = ar_mm256_hsum_epi32(acc);
-        const float d = ar_half_to_float(x[i].d) * y[i].d;
-        const float dmin = ar_half_to_float(x[i].dmin) * y[i].d;
+        const float d = ar_half_to_float(hd) * y[i].d;
+        const float dmin = ar_half_to_float(hmin) * y[i].d;
         sum += d * (float)isum - dmin * (float)summs;
     }
     *s = sum;
 }
-
+static void dot_q4_K(int64_t n, float *restrict s, const void *restrict w,
+                     const void *restrict a) {
+    dot_k4(false, n, s, w, a);
+}
 static void dot_q5_K(int64_t n, float *restrict s, const void *restrict w,
-                          const void *restrict a) {
-    const ar_block_q5_K *x = w;
-    const ar_block_q8_K *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), two = _mm256_set1_epi8(2);
-    float sum = 0;
-    for (int64_t i = 0; i < n / AR_QK_K; i++) {
-        uint8_t sc[16];
-        const int summs = scales_mins_k4(x[i].scales, y[i].bsums, sc);
-        __m256i acc = _mm256_setzero_si256();
-        __m256i hm = load32(x[i].qh);
-        for (int c = 0; c < 4; c++) {
-            const __m256i q = load32(x[i].qs + 32 * c);
-            const int8_t *q8 = y[i].qs + 64 * c;
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(hm, two), 3));
-            acc = add_scaled(acc, lo, q8, _mm256_set1_epi16(sc[2 * c]));
-            acc = add_scaled(acc, hi, q8 + 32, _mm256_set1_epi16(sc[2 * c + 1]));
-            hm = _mm256_srli_epi16(hm, 2);
-        }
-        const int isum = ar_mm256_hsum_epi32(acc);
-        const float d = ar_half_to_float(x[i].d) * y[i].d;
-        const float dmin = ar_half_to_float(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dmin * (float)summs;
-    }
-    *s = sum;
+                     const void *restrict a) {
+    dot_k4(true, n, s, w, a);
 }
 
 /* Q6_K: u = 4 low bits + 2 high bits in [0, 63], value u - 32; the -32 goes through bsums. */
@@ -418,30 +407,6 @@ AI __m256 bcast_rows_ps(int RR, const float *p) {
     return _mm256_castsi256_ps(bcast_rows(RR, (const int32_t *)p));
 }
 
-/* Dword q of row r to out[q * RR + r]. */
-AI void interleave_rows(int RR, const __m256i *u, int32_t *out) {
-    if (RR == 1) {
-        _mm256_store_si256((__m256i *)out, u[0]);
-    } else if (RR == 2) {
-        const __m256i lo = _mm256_unpacklo_epi32(u[0], u[1]),
-                      hi = _mm256_unpackhi_epi32(u[0], u[1]);
-        _mm256_store_si256((__m256i *)out, _mm256_permute2x128_si256(lo, hi, 0x20));
-        _mm256_store_si256((__m256i *)out + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
-    } else {
-        const __m256i t0 = _mm256_unpacklo_epi32(u[0], u[1]),
-                      t1 = _mm256_unpackhi_epi32(u[0], u[1]);
-        const __m256i t2 = _mm256_unpacklo_epi32(u[2], u[3]),
-                      t3 = _mm256_unpackhi_epi32(u[2], u[3]);
-        const __m256i v0 = _mm256_unpacklo_epi64(t0, t2), v1 = _mm256_unpackhi_epi64(t0, t2);
-        const __m256i v2 = _mm256_unpacklo_epi64(t1, t3), v3 = _mm256_unpackhi_epi64(t1, t3);
-        __m256i *o = (__m256i *)out;
-        _mm256_store_si256(o, _mm256_permute2x128_si256(v0, v1, 0x20));
-        _mm256_store_si256(o + 1, _mm256_permute2x128_si256(v2, v3, 0x20));
-        _mm256_store_si256(o + 2, _mm256_permute2x128_si256(v0, v1, 0x31));
-        _mm256_store_si256(o + 3, _mm256_permute2x128_si256(v2, v3, 0x31));
-    }
-}
-
 AI void store_tile(int RR, int P, const __m256 *v, float *out, int out_stride, int nrows) {
     const int C = W / RR;
     float t[W] __attribute__((aligned(32)));
@@ -471,18 +436,6 @@ AI __m256i pair_sums(int fmt, __m256i w, __m256i a) {
     return _mm256_maddubs_epi16(w, a);
 }
 
-typedef struct {
-    int32_t wt[8 * 4] __attribute__((aligned(32)));
-    float d[4] __attribute__((aligned(16)));
-    float m[4] __attribute__((aligned(16)));
-} q32_tile_w;
-
-AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32_tile_w *t) {
-    __m256i u[4];
-#pragma GCC unroll 16
-    for (int r = 0; r < RR; r++) u[r] = ar_unpack32(fmt, rows[r] + off, false, &t->d[r], &t->m[r]);
-    interleave_rows(RR, u, t->wt);
-}
 
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
                  const uint8_t *panel, __m256 *run, ar_prefetcher *pf) {
@@ -492,9 +445,9 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
     for (int p = 0; p < P; p++) run[p] = _mm256_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
         ar_prefetch_step(pf);
-        q32_tile_w t[2];
+        ar_q32_tile t[2];
 #pragma GCC unroll 16
-        for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
+        for (int p = 0; p < P; p++) ar_q32_tile_load(fmt, RR, rows + p * RR, (size_t)b * wsz, false, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)b * rec;
         __m256i s[2], s16[2];
@@ -536,48 +489,17 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
                  bool first) {
     const int64_t nb = k / AR_QK;
     ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, nb, first);
-    __m256 a[2], b[2], c[2], r[2];
-    q32_lane(fmt, RR, P, nb, 0, rows, panel, a, &pf);
-    q32_lane(fmt, RR, P, nb, 4, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 2, rows, panel, b, &pf);
-    q32_lane(fmt, RR, P, nb, 6, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++) a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], r[p]));
-    q32_lane(fmt, RR, P, nb, 1, rows, panel, b, &pf);
-    q32_lane(fmt, RR, P, nb, 5, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++) b[p] = _mm256_add_ps(b[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 3, rows, panel, c, &pf);
-    q32_lane(fmt, RR, P, nb, 7, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++)
-        a[p] = _mm256_add_ps(a[p], _mm256_add_ps(b[p], _mm256_add_ps(c[p], r[p])));
+    __m256 a[4];
+#define LANE(j, o) q32_lane(fmt, RR, P, nb, j, rows, panel, o, &pf)
+    AR_FOLD8(__m256, _mm256_add_ps, P, LANE, a);
+#undef LANE
     store_tile(RR, P, a, out, out_stride, nrows);
 }
 
-#define Q32_RUN(name, fmt, RR)                                                                     \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
-                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
-                     float *restrict out) {                                                        \
-        const uint8_t *rows[8];                                                                    \
-        const int C = W / (RR);                                                                    \
-        const int P = nrows <= (RR) ? 1 : 2;                                                       \
-        ar_row_pointers(w, w_stride, nrows, 8, rows);                                                 \
-        for (int g = 0; g < ngroups; g++) {                                                        \
-            if (P == 1)                                                                            \
-                q32_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows, w_stride, g == 0);                                    \
-            else                                                                                   \
-                q32_tile(fmt, RR, 2, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows, w_stride, g == 0);                                    \
-        }                                                                                          \
-    }
 #define Q32_RUNS(sfx, fmt)                                                                         \
-    Q32_RUN(run_##sfx##_r1, fmt, 1)                                                                \
-    Q32_RUN(run_##sfx##_r2, fmt, 2)                                                                \
-    Q32_RUN(run_##sfx##_r4, fmt, 4)
+    AR_REP_RUN(run_##sfx##_r1, q32_tile, fmt, 1, 2, W)                                             \
+    AR_REP_RUN(run_##sfx##_r2, q32_tile, fmt, 2, 2, W)                                             \
+    AR_REP_RUN(run_##sfx##_r4, q32_tile, fmt, 4, 2, W)
 Q32_RUNS(q4_0, AR_TYPE_Q4_0)
 Q32_RUNS(q4_1, AR_TYPE_Q4_1)
 Q32_RUNS(q5_0, AR_TYPE_Q5_0)
@@ -606,32 +528,6 @@ AI int qk_depth(int fmt) {
     }
 }
 
-typedef struct {
-    int32_t wt[64 * 4] __attribute__((aligned(32)));
-    int32_t sc[16 * 4] __attribute__((aligned(16)));
-    int32_t pair[8 * 4] __attribute__((aligned(16)));
-    float d[4] __attribute__((aligned(16)));
-    float dmin[4] __attribute__((aligned(16)));
-} qk_tile_w;
-
-AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_tile_w *t) {
-    ar_qk_unpacked x[4];
-#pragma GCC unroll 16
-    for (int r = 0; r < RR; r++) {
-        ar_unpack_qk(fmt, rows[r] + off, true, &x[r]);
-        for (int j = 0; j < 16; j++) t->sc[j * RR + r] = x[r].sc[j];
-        for (int q = 0; q < 8; q++) t->pair[q * RR + r] = x[r].pair[q];
-        t->d[r] = x[r].d;
-        t->dmin[r] = x[r].dmin;
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 8; i++) {
-        __m256i u[4];
-#pragma GCC unroll 16
-        for (int r = 0; r < RR; r++) u[r] = _mm256_load_si256((const __m256i *)(x[r].u + 32 * i));
-        interleave_rows(RR, u, t->wt + 8 * RR * i);
-    }
-}
 
 AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
                 float *out, int out_stride, int nrows, size_t ws, bool first) {
@@ -641,12 +537,12 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
     __m256 sum[2];
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm256_setzero_ps();
-    qk_tile_w t[2];
+    ar_qk_tile t[2];
     ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
         ar_prefetch_step(&pf);
 #pragma GCC unroll 16
-        for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
+        for (int p = 0; p < P; p++) ar_qk_tile_load(fmt, RR, rows + p * RR, (size_t)i * wsz, true, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(W);
         __m256i isum[2], pairs[2];
@@ -699,27 +595,10 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
     store_tile(RR, P, sum, out, out_stride, nrows);
 }
 
-#define QK_RUN(name, fmt, RR)                                                                      \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
-                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
-                     float *restrict out) {                                                        \
-        const uint8_t *rows[8];                                                                    \
-        const int C = W / (RR);                                                                    \
-        const int P = nrows <= (RR) ? 1 : 2;                                                       \
-        ar_row_pointers(w, w_stride, nrows, 8, rows);                                                 \
-        for (int g = 0; g < ngroups; g++) {                                                        \
-            if (P == 1)                                                                            \
-                qk_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows, w_stride, g == 0);                                     \
-            else                                                                                   \
-                qk_tile(fmt, RR, 2, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows, w_stride, g == 0);                                     \
-        }                                                                                          \
-    }
 #define QK_RUNS(sfx, fmt)                                                                          \
-    QK_RUN(run_##sfx##_r1, fmt, 1)                                                                 \
-    QK_RUN(run_##sfx##_r2, fmt, 2)                                                                 \
-    QK_RUN(run_##sfx##_r4, fmt, 4)
+    AR_REP_RUN(run_##sfx##_r1, qk_tile, fmt, 1, 2, W)                                              \
+    AR_REP_RUN(run_##sfx##_r2, qk_tile, fmt, 2, 2, W)                                              \
+    AR_REP_RUN(run_##sfx##_r4, qk_tile, fmt, 4, 2, W)
 QK_RUNS(q2_K, AR_TYPE_Q2_K)
 QK_RUNS(q3_K, AR_TYPE_Q3_K)
 QK_RUNS(q4_K, AR_TYPE_Q4_K)
@@ -728,42 +607,22 @@ QK_RUNS(q6_K, AR_TYPE_Q6_K)
 
 /* ================================ the table ================================ */
 
-#define FKERNEL(T, fn)                                                                             \
-    {                                                                                              \
-        .path = "avx2", .panel = AR_PANEL_ROWS, .act = T, .width = 1, .rep = 1, .lanes = 1,        \
-        .max_rows = 2, .max_groups = 64, .run = fn                                                 \
-    }
-static const ar_gemm_kernel k_f32 = FKERNEL(AR_TYPE_F32, run_f32);
-static const ar_gemm_kernel k_f16 = FKERNEL(AR_TYPE_F16, run_f16);
-static const ar_gemm_kernel k_bf16 = FKERNEL(AR_TYPE_BF16, run_bf16);
+#define REP_PATH "avx2"
+static const ar_gemm_kernel k_f32 = AR_FLOAT_KERNEL(AR_TYPE_F32, run_f32, 2);
+static const ar_gemm_kernel k_f16 = AR_FLOAT_KERNEL(AR_TYPE_F16, run_f16, 2);
+static const ar_gemm_kernel k_bf16 = AR_FLOAT_KERNEL(AR_TYPE_BF16, run_bf16, 2);
+#define REP_MAX_ROWS(rr) (2 * (rr))
+AR_REP_SET32(q4_0, 8, false)
+AR_REP_SET32(q4_1, 0, true)
+AR_REP_SET32(q5_0, 16, false)
+AR_REP_SET32(q5_1, 0, true)
+AR_REP_SET32(q8_0, 0, false) /* the sign trick: signed weights, no offset */
+AR_REP_SETK(q2_K)
+AR_REP_SETK(q3_K)
+AR_REP_SETK(q4_K)
+AR_REP_SETK(q5_K)
+AR_REP_SETK(q6_K)
 
-#define QKERNEL(fn, kind, a, rr, c, s)                                                             \
-    {                                                                                              \
-        .path = "avx2", .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),         \
-        .max_rows = 2 * (rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn                   \
-    }
-#define Q32_SET(sfx, c, s)                                                                         \
-    static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),         \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),         \
-        QKERNEL(run_##sfx##_r4, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 4, c, s)};
-#define QK_SET(sfx)                                                                                \
-    static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                           \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                           \
-        QKERNEL(run_##sfx##_r4, AR_PANEL_QK, AR_TYPE_Q8_K, 4, 0, false)};
-Q32_SET(q4_0, 8, false)
-Q32_SET(q4_1, 0, true)
-Q32_SET(q5_0, 16, false)
-Q32_SET(q5_1, 0, true)
-Q32_SET(q8_0, 0, false) /* the sign trick: signed weights, no offset */
-QK_SET(q2_K)
-QK_SET(q3_K)
-QK_SET(q4_K)
-QK_SET(q5_K)
-QK_SET(q6_K)
-
-#define REP3(sfx) .rep = {&k_##sfx[0], &k_##sfx[1], &k_##sfx[2]}
 const ar_kernel_table ar_kernels_avx2 = {
     .level = AR_SIMD_AVX2,
     .path = "avx2",
@@ -771,16 +630,16 @@ const ar_kernel_table ar_kernels_avx2 = {
         [AR_TYPE_F32] = {.dot = dot_f32, .rep = {&k_f32}},
         [AR_TYPE_F16] = {.dot = dot_f16, .rep = {&k_f16}},
         [AR_TYPE_BF16] = {.dot = dot_bf16, .rep = {&k_bf16}},
-        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, REP3(q4_0)},
-        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, REP3(q4_1)},
-        [AR_TYPE_Q5_0] = {.dot = dot_q5_0, REP3(q5_0)},
-        [AR_TYPE_Q5_1] = {.dot = dot_q5_1, REP3(q5_1)},
-        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, REP3(q8_0)},
-        [AR_TYPE_Q2_K] = {.dot = dot_q2_K, REP3(q2_K)},
-        [AR_TYPE_Q3_K] = {.dot = dot_q3_K, REP3(q3_K)},
-        [AR_TYPE_Q4_K] = {.dot = dot_q4_K, REP3(q4_K)},
-        [AR_TYPE_Q5_K] = {.dot = dot_q5_K, REP3(q5_K)},
-        [AR_TYPE_Q6_K] = {.dot = dot_q6_K, REP3(q6_K)},
+        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, AR_REP3(q4_0)},
+        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, AR_REP3(q4_1)},
+        [AR_TYPE_Q5_0] = {.dot = dot_q5_0, AR_REP3(q5_0)},
+        [AR_TYPE_Q5_1] = {.dot = dot_q5_1, AR_REP3(q5_1)},
+        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, AR_REP3(q8_0)},
+        [AR_TYPE_Q2_K] = {.dot = dot_q2_K, AR_REP3(q2_K)},
+        [AR_TYPE_Q3_K] = {.dot = dot_q3_K, AR_REP3(q3_K)},
+        [AR_TYPE_Q4_K] = {.dot = dot_q4_K, AR_REP3(q4_K)},
+        [AR_TYPE_Q5_K] = {.dot = dot_q5_K, AR_REP3(q5_K)},
+        [AR_TYPE_Q6_K] = {.dot = dot_q6_K, AR_REP3(q6_K)},
     }};
 
 #else

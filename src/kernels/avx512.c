@@ -282,55 +282,49 @@ static inline __m512i scales_by32(__m256i scales16, int j) {
     return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(scales16));
 }
 
-static void dot_q4_K(int64_t n, float *restrict s, const void *restrict w,
-                                const void *restrict a) {
-    const ar_block_q4_K *x = w;
+/* Q4_K and Q5_K (q5: with the fifth bits of qh). */
+AI void dot_k4(bool q5, int64_t n, float *restrict s, const void *restrict w,
+               const void *restrict a) {
     const ar_block_q8_K *y = a;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const size_t bsz = q5 ? sizeof(ar_block_q5_K) : sizeof(ar_block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
     float sum = 0;
     for (int64_t i = 0; i < n / AR_QK_K; i++) {
+        /* both: d, dmin, scales[12]; then Q5_K's qh[32]; then qs[128] */
+        const uint8_t *b = (const uint8_t *)w + (size_t)i * bsz, *qs = b + (q5 ? 48 : 16);
+        ar_half hd, hmin;
+        memcpy(&hd, b, 2), memcpy(&hmin, b + 2, 2);
         __m256i s16;
-        const int summs = scales_mins_k4(x[i].scales, y[i].bsums, &s16);
+        const int summs = scales_mins_k4(b + 4, y[i].bsums, &s16);
+        __m512i h = _mm512_setzero_si512();
+        if (q5) {
+            const __m256i qh = load32(b + 16);
+            h = join(qh, _mm256_srli_epi16(qh, 1)); /* bits 2c, 2c+1 at bit 0 */
+        }
         __m512i acc = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
-            const __m256i q = load32(x[i].qs + 32 * c);
-            const __m512i u = _mm512_and_si512(join(q, _mm256_srli_epi16(q, 4)), m4);
+            const __m256i q = load32(qs + 32 * c);
+            __m512i u = _mm512_and_si512(join(q, _mm256_srli_epi16(q, 4)), m4);
+            if (q5) {
+                u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_and_si512(h, one), 4));
+                h = _mm512_srli_epi16(h, 2);
+            }
             acc = add_scaled(acc, u, y[i].qs + 64 * c, scales_by32(s16, 2 * c));
         }
         const int isum = _mm512_reduce_add_epi32(acc);
-        const float d = ar_half_to_float(x[i].d) * y[i].d;
-        const float dmin = ar_half_to_float(x[i].dmin) * y[i].d;
+        const float d = ar_half_to_float(hd) * y[i].d;
+        const float dmin = ar_half_to_float(hmin) * y[i].d;
         sum += d * (float)isum - dmin * (float)summs;
     }
     *s = sum;
 }
-
+static void dot_q4_K(int64_t n, float *restrict s, const void *restrict w,
+                     const void *restrict a) {
+    dot_k4(false, n, s, w, a);
+}
 static void dot_q5_K(int64_t n, float *restrict s, const void *restrict w,
-                                const void *restrict a) {
-    const ar_block_q5_K *x = w;
-    const ar_block_q8_K *y = a;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-    float sum = 0;
-    for (int64_t i = 0; i < n / AR_QK_K; i++) {
-        __m256i s16;
-        const int summs = scales_mins_k4(x[i].scales, y[i].bsums, &s16);
-        const __m256i qh = load32(x[i].qh);
-        __m512i h = join(qh, _mm256_srli_epi16(qh, 1)); /* bits 2c, 2c+1 at bit 0 */
-        __m512i acc = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) {
-            const __m256i q = load32(x[i].qs + 32 * c);
-            const __m512i u =
-                _mm512_or_si512(_mm512_and_si512(join(q, _mm256_srli_epi16(q, 4)), m4),
-                                _mm512_slli_epi16(_mm512_and_si512(h, one), 4));
-            acc = add_scaled(acc, u, y[i].qs + 64 * c, scales_by32(s16, 2 * c));
-            h = _mm512_srli_epi16(h, 2);
-        }
-        const int isum = _mm512_reduce_add_epi32(acc);
-        const float d = ar_half_to_float(x[i].d) * y[i].d;
-        const float dmin = ar_half_to_float(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dmin * (float)summs;
-    }
-    *s = sum;
+                     const void *restrict a) {
+    dot_k4(true, n, s, w, a);
 }
 
 static void dot_q6_K(int64_t n, float *restrict s, const void *restrict w,
@@ -510,27 +504,6 @@ AI __m512 bcast_rows_ps(int RR, const float *p) {
     return _mm512_castsi512_ps(bcast_rows(RR, (const int32_t *)p));
 }
 
-/* Interleaves the 8 dwords of RR rows (u[r]) so that dword q of row r lands at q * RR + r. */
-AI void interleave_rows(int RR, const __m256i *u, int32_t *out) {
-    if (RR == 1) {
-        _mm256_store_si256((__m256i *)out, u[0]);
-    } else if (RR == 2) {
-        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(u[0]), u[1], 1);
-        const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        _mm512_store_si512(out, _mm512_permutexvar_epi32(idx, z));
-    } else {
-        const __m512i z0 = _mm512_inserti64x4(_mm512_castsi256_si512(u[0]), u[1], 1);
-        const __m512i z1 = _mm512_inserti64x4(_mm512_castsi256_si512(u[2]), u[3], 1);
-        const __m512i lo =
-            _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
-        const __m512i hi =
-            _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
-        _mm512_store_si512(out, _mm512_permutex2var_epi32(z0, lo, z1));
-        _mm512_store_si512(out + 16, _mm512_permutex2var_epi32(z0, hi, z1));
-    }
-}
-
-/* Writes the folded sums of P register groups (lane c * RR + r: column c, row p * RR + r). */
 AI void store_tile(int RR, int P, const __m512 *v, float *out, int out_stride, int nrows) {
     const int C = W / RR;
     float t[W] __attribute__((aligned(64)));
@@ -546,18 +519,6 @@ AI void store_tile(int RR, int P, const __m512 *v, float *out, int out_stride, i
 
 
 /* Block b of RR rows, interleaved: dwords wt[q * RR + r], scales d[r], mins m[r]. */
-typedef struct {
-    int32_t wt[8 * 4] __attribute__((aligned(64)));
-    float d[4] __attribute__((aligned(16)));
-    float m[4] __attribute__((aligned(16)));
-} q32_tile_w;
-
-AI void q32_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, q32_tile_w *t) {
-    __m256i u[4];
-#pragma GCC unroll 16
-    for (int r = 0; r < RR; r++) u[r] = ar_unpack32(fmt, rows[r] + off, true, &t->d[r], &t->m[r]);
-    interleave_rows(RR, u, t->wt);
-}
 
 /* Running sum j (blocks j, j + 8, ...) of P groups of RR rows against one panel. */
 AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *const *rows,
@@ -567,9 +528,9 @@ AI void q32_lane(int fmt, int RR, int P, int64_t nb, int64_t j, const uint8_t *c
     for (int p = 0; p < P; p++) run[p] = _mm512_setzero_ps();
     for (int64_t b = j; b < nb; b += 8) {
         ar_prefetch_step(pf);
-        q32_tile_w t[4];
+        ar_q32_tile t[4];
 #pragma GCC unroll 16
-        for (int p = 0; p < P; p++) q32_weights(fmt, RR, rows + p * RR, (size_t)b * wsz, &t[p]);
+        for (int p = 0; p < P; p++) ar_q32_tile_load(fmt, RR, rows + p * RR, (size_t)b * wsz, true, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)b * rec;
         __m512i s0[4], s1[4];
@@ -607,49 +568,17 @@ AI void q32_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows,
                  bool first) {
     const int64_t nb = k / AR_QK;
     ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, nb, first);
-    __m512 a[4], b[4], c[4], r[4];
-    q32_lane(fmt, RR, P, nb, 0, rows, panel, a, &pf);
-    q32_lane(fmt, RR, P, nb, 4, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 2, rows, panel, b, &pf);
-    q32_lane(fmt, RR, P, nb, 6, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++) a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], r[p]));
-    q32_lane(fmt, RR, P, nb, 1, rows, panel, b, &pf);
-    q32_lane(fmt, RR, P, nb, 5, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++) b[p] = _mm512_add_ps(b[p], r[p]);
-    q32_lane(fmt, RR, P, nb, 3, rows, panel, c, &pf);
-    q32_lane(fmt, RR, P, nb, 7, rows, panel, r, &pf);
-#pragma GCC unroll 16
-    for (int p = 0; p < P; p++)
-        a[p] = _mm512_add_ps(a[p], _mm512_add_ps(b[p], _mm512_add_ps(c[p], r[p])));
+    __m512 a[4];
+#define LANE(j, o) q32_lane(fmt, RR, P, nb, j, rows, panel, o, &pf)
+    AR_FOLD8(__m512, _mm512_add_ps, P, LANE, a);
+#undef LANE
     store_tile(RR, P, a, out, out_stride, nrows);
 }
 
-#define Q32_RUN(name, fmt, RR, P)                                                                  \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
-                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
-                     float *restrict out) {                                                        \
-        const uint8_t *rows[8];                                                                    \
-        const int C = W / (RR);                                                                    \
-        if (nrows <= (RR)) {                                                                       \
-            ar_row_pointers(w, w_stride, nrows, RR, rows);                                            \
-            for (int g = 0; g < ngroups; g++)                                                      \
-                q32_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows, w_stride, g == 0);                                    \
-        } else {                                                                                   \
-            ar_row_pointers(w, w_stride, nrows, (RR) * (P), rows);                                    \
-            for (int g = 0; g < ngroups; g++)                                                      \
-                q32_tile(fmt, RR, P, k, rows, panel + (size_t)g * pstride, out + C * g,            \
-                         C * ngroups, nrows, w_stride, g == 0);                                    \
-        }                                                                                          \
-    }
 #define Q32_RUNS(sfx, fmt)                                                                         \
-    Q32_RUN(run_##sfx##_r1, fmt, 1, 4)                                                             \
-    Q32_RUN(run_##sfx##_r2, fmt, 2, 4)                                                             \
-    Q32_RUN(run_##sfx##_r4, fmt, 4, 2)
+    AR_REP_RUN(run_##sfx##_r1, q32_tile, fmt, 1, 4, W)                                             \
+    AR_REP_RUN(run_##sfx##_r2, q32_tile, fmt, 2, 4, W)                                             \
+    AR_REP_RUN(run_##sfx##_r4, q32_tile, fmt, 4, 2, W)
 Q32_RUNS(q4_0, AR_TYPE_Q4_0)
 Q32_RUNS(q4_1, AR_TYPE_Q4_1)
 Q32_RUNS(q5_0, AR_TYPE_Q5_0)
@@ -662,32 +591,6 @@ Q32_RUNS(q8_0, AR_TYPE_Q8_0)
 
 /* Super-block of RR rows, interleaved for the lanes: dword q of row r at wt[q * RR + r], the
  * scales at sc[j * RR + r], the bsum multipliers at pair[k * RR + r]. */
-typedef struct {
-    int32_t wt[64 * 4] __attribute__((aligned(64)));
-    int32_t sc[16 * 4] __attribute__((aligned(16)));
-    int32_t pair[8 * 4] __attribute__((aligned(16)));
-    float d[4] __attribute__((aligned(16)));
-    float dmin[4] __attribute__((aligned(16)));
-} qk_tile_w;
-
-AI void qk_weights(int fmt, int RR, const uint8_t *const *rows, size_t off, qk_tile_w *t) {
-    ar_qk_unpacked x[4];
-#pragma GCC unroll 16
-    for (int r = 0; r < RR; r++) {
-        ar_unpack_qk(fmt, rows[r] + off, false, &x[r]);
-        for (int j = 0; j < 16; j++) t->sc[j * RR + r] = x[r].sc[j];
-        for (int q = 0; q < 8; q++) t->pair[q * RR + r] = x[r].pair[q];
-        t->d[r] = x[r].d;
-        t->dmin[r] = x[r].dmin;
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 8; i++) {
-        __m256i u[4];
-#pragma GCC unroll 16
-        for (int r = 0; r < RR; r++) u[r] = _mm256_load_si256((const __m256i *)(x[r].u + 32 * i));
-        interleave_rows(RR, u, t->wt + 8 * RR * i);
-    }
-}
 
 /* P groups of RR rows against one panel; super-block terms go to one running sum, in order. */
 AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, const uint8_t *panel,
@@ -699,12 +602,12 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
     __m512 sum[4];
 #pragma GCC unroll 16
     for (int p = 0; p < P; p++) sum[p] = _mm512_setzero_ps();
-    qk_tile_w t[4];
+    ar_qk_tile t[4];
     ar_prefetcher pf = ar_prefetch_rows(rows[0], ws, RR * P, k / AR_QK_K, first);
     for (int64_t i = 0; i < k / AR_QK_K; i++) {
         ar_prefetch_step(&pf);
 #pragma GCC unroll 16
-        for (int p = 0; p < P; p++) qk_weights(fmt, RR, rows + p * RR, (size_t)i * wsz, &t[p]);
+        for (int p = 0; p < P; p++) ar_qk_tile_load(fmt, RR, rows + p * RR, (size_t)i * wsz, false, &t[p]);
         FORGET_STORES();
         const uint8_t *pb = panel + (size_t)i * AR_QK_RECORD(W);
         __m512i isum[4], pairs[4];
@@ -757,28 +660,10 @@ AI void qk_tile(int fmt, int RR, int P, int64_t k, const uint8_t *const *rows, c
     store_tile(RR, P, sum, out, out_stride, nrows);
 }
 
-#define QK_RUN(name, fmt, RR, P)                                                                   \
-    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
-                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
-                     float *restrict out) {                                                        \
-        const uint8_t *rows[8];                                                                    \
-        const int C = W / (RR);                                                                    \
-        if (nrows <= (RR)) {                                                                       \
-            ar_row_pointers(w, w_stride, nrows, RR, rows);                                            \
-            for (int g = 0; g < ngroups; g++)                                                      \
-                qk_tile(fmt, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows, w_stride, g == 0);                                     \
-        } else {                                                                                   \
-            ar_row_pointers(w, w_stride, nrows, (RR) * (P), rows);                                    \
-            for (int g = 0; g < ngroups; g++)                                                      \
-                qk_tile(fmt, RR, P, k, rows, panel + (size_t)g * pstride, out + C * g,             \
-                        C * ngroups, nrows, w_stride, g == 0);                                     \
-        }                                                                                          \
-    }
 #define QK_RUNS(sfx, fmt)                                                                          \
-    QK_RUN(run_##sfx##_r1, fmt, 1, 4)                                                              \
-    QK_RUN(run_##sfx##_r2, fmt, 2, 4)                                                              \
-    QK_RUN(run_##sfx##_r4, fmt, 4, 2)
+    AR_REP_RUN(run_##sfx##_r1, qk_tile, fmt, 1, 4, W)                                              \
+    AR_REP_RUN(run_##sfx##_r2, qk_tile, fmt, 2, 4, W)                                              \
+    AR_REP_RUN(run_##sfx##_r4, qk_tile, fmt, 4, 2, W)
 QK_RUNS(q2_K, AR_TYPE_Q2_K)
 QK_RUNS(q3_K, AR_TYPE_Q3_K)
 QK_RUNS(q4_K, AR_TYPE_Q4_K)
@@ -1018,40 +903,24 @@ static void packed_q6_K(int64_t k, const void *restrict w, size_t w_stride, int 
 
 /* ================================ the tables ================================ */
 
-#define FKERNEL(T, fn)                                                                             \
-    {                                                                                              \
-        .path = "avx512", .panel = AR_PANEL_ROWS, .act = T, .width = 1, .rep = 1, .lanes = 1,      \
-        .max_rows = 4, .max_groups = 64, .run = fn                                                 \
-    }
-static const ar_gemm_kernel k_f32 = FKERNEL(AR_TYPE_F32, run_f32);
-static const ar_gemm_kernel k_f16 = FKERNEL(AR_TYPE_F16, run_f16);
-static const ar_gemm_kernel k_bf16 = FKERNEL(AR_TYPE_BF16, run_bf16);
-
-#define QKERNEL(fn, kind, a, rr, c, s)                                                             \
-    {                                                                                              \
-        .path = "avx512vnni", .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),   \
-        .max_rows = (rr) == 4 ? 8 : 4 * (rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn   \
-    }
-#define Q32_SET(sfx, c, s)                                                                         \
-    static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),         \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),         \
-        QKERNEL(run_##sfx##_r4, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 4, c, s)};
-#define QK_SET(sfx)                                                                                \
-    static const ar_gemm_kernel k_##sfx[3] = {                                                     \
-        QKERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                           \
-        QKERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                           \
-        QKERNEL(run_##sfx##_r4, AR_PANEL_QK, AR_TYPE_Q8_K, 4, 0, false)};
-Q32_SET(q4_0, 8, false)
-Q32_SET(q4_1, 0, true)
-Q32_SET(q5_0, 16, false)
-Q32_SET(q5_1, 0, true)
-Q32_SET(q8_0, 128, false)
-QK_SET(q2_K)
-QK_SET(q3_K)
-QK_SET(q4_K)
-QK_SET(q5_K)
-QK_SET(q6_K)
+/* the float kernels need no VNNI */
+#define REP_PATH "avx512"
+static const ar_gemm_kernel k_f32 = AR_FLOAT_KERNEL(AR_TYPE_F32, run_f32, 4);
+static const ar_gemm_kernel k_f16 = AR_FLOAT_KERNEL(AR_TYPE_F16, run_f16, 4);
+static const ar_gemm_kernel k_bf16 = AR_FLOAT_KERNEL(AR_TYPE_BF16, run_bf16, 4);
+#undef REP_PATH
+#define REP_PATH "avx512vnni"
+#define REP_MAX_ROWS(rr) ((rr) == 4 ? 8 : 4 * (rr))
+AR_REP_SET32(q4_0, 8, false)
+AR_REP_SET32(q4_1, 0, true)
+AR_REP_SET32(q5_0, 16, false)
+AR_REP_SET32(q5_1, 0, true)
+AR_REP_SET32(q8_0, 128, false)
+AR_REP_SETK(q2_K)
+AR_REP_SETK(q3_K)
+AR_REP_SETK(q4_K)
+AR_REP_SETK(q5_K)
+AR_REP_SETK(q6_K)
 
 /* 16-row kernels: panels of 16 columns' width-1 records, whose corr is -offset * sum(q) (the
  * integer sums' start) */
@@ -1085,24 +954,23 @@ const ar_kernel_table ar_kernels_avx512 = {
         [AR_TYPE_BF16] = {.dot = dot_bf16, .rep = {&k_bf16}},
     }};
 
-#define REP3(sfx) .rep = {&k_##sfx[0], &k_##sfx[1], &k_##sfx[2]}
 const ar_kernel_table ar_kernels_avx512vnni = {
     .level = AR_SIMD_AVX512VNNI,
     .path = "avx512vnni",
     .rows = {
-        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, REP3(q4_0), .gemv = &g_q4_0, .gemv_max_n = GEMV_MAX_N,
+        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, AR_REP3(q4_0), .gemv = &g_q4_0, .gemv_max_n = GEMV_MAX_N,
                           .packed = &p_q4_0},
-        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, REP3(q4_1), .gemv = &g_q4_1, .gemv_max_n = GEMV_MAX_N,
+        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, AR_REP3(q4_1), .gemv = &g_q4_1, .gemv_max_n = GEMV_MAX_N,
                           .packed = &p_q4_1},
-        [AR_TYPE_Q5_0] = {.dot = dot_q5_0, REP3(q5_0), .packed = &p_q5_0},
-        [AR_TYPE_Q5_1] = {.dot = dot_q5_1, REP3(q5_1), .packed = &p_q5_1},
-        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, REP3(q8_0), .gemv = &g_q8_0, .gemv_max_n = GEMV_MAX_N,
+        [AR_TYPE_Q5_0] = {.dot = dot_q5_0, AR_REP3(q5_0), .packed = &p_q5_0},
+        [AR_TYPE_Q5_1] = {.dot = dot_q5_1, AR_REP3(q5_1), .packed = &p_q5_1},
+        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, AR_REP3(q8_0), .gemv = &g_q8_0, .gemv_max_n = GEMV_MAX_N,
                           .packed = &p_q8_0},
-        [AR_TYPE_Q2_K] = {.dot = dot_q2_K, REP3(q2_K)},
-        [AR_TYPE_Q3_K] = {.dot = dot_q3_K, REP3(q3_K)},
-        [AR_TYPE_Q4_K] = {.dot = dot_q4_K, REP3(q4_K), .packed = &p_q4_K},
-        [AR_TYPE_Q5_K] = {.dot = dot_q5_K, REP3(q5_K), .packed = &p_q5_K},
-        [AR_TYPE_Q6_K] = {.dot = dot_q6_K, REP3(q6_K), .packed = &p_q6_K},
+        [AR_TYPE_Q2_K] = {.dot = dot_q2_K, AR_REP3(q2_K)},
+        [AR_TYPE_Q3_K] = {.dot = dot_q3_K, AR_REP3(q3_K)},
+        [AR_TYPE_Q4_K] = {.dot = dot_q4_K, AR_REP3(q4_K), .packed = &p_q4_K},
+        [AR_TYPE_Q5_K] = {.dot = dot_q5_K, AR_REP3(q5_K), .packed = &p_q5_K},
+        [AR_TYPE_Q6_K] = {.dot = dot_q6_K, AR_REP3(q6_K), .packed = &p_q6_K},
     }};
 
 #else

@@ -416,4 +416,147 @@ AR_AI void ar_row_pointers(const void *w, size_t ws, int nrows, int count, const
         rows[r] = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * ws;
 }
 
+/* ---- the rep kernels' weight tiles (avx2.c, avx512.c): a block of RR rows (1, 2 or 4) with
+ * dword q of row r at wt[q * RR + r], so that one broadcast gives the RR rows' dword q ---- */
+
+/* Dword q of row r (u[r]: 8 dwords each) to out[q * RR + r]. */
+AR_AI void ar_interleave_rows(int RR, const __m256i *u, int32_t *out) {
+    if (RR == 1) {
+        _mm256_store_si256((__m256i *)out, u[0]);
+    } else if (RR == 2) {
+        const __m256i lo = _mm256_unpacklo_epi32(u[0], u[1]),
+                      hi = _mm256_unpackhi_epi32(u[0], u[1]);
+        _mm256_store_si256((__m256i *)out, _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_store_si256((__m256i *)out + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+    } else {
+        const __m256i t0 = _mm256_unpacklo_epi32(u[0], u[1]),
+                      t1 = _mm256_unpackhi_epi32(u[0], u[1]);
+        const __m256i t2 = _mm256_unpacklo_epi32(u[2], u[3]),
+                      t3 = _mm256_unpackhi_epi32(u[2], u[3]);
+        const __m256i v0 = _mm256_unpacklo_epi64(t0, t2), v1 = _mm256_unpackhi_epi64(t0, t2);
+        const __m256i v2 = _mm256_unpacklo_epi64(t1, t3), v3 = _mm256_unpackhi_epi64(t1, t3);
+        __m256i *o = (__m256i *)out;
+        _mm256_store_si256(o, _mm256_permute2x128_si256(v0, v1, 0x20));
+        _mm256_store_si256(o + 1, _mm256_permute2x128_si256(v2, v3, 0x20));
+        _mm256_store_si256(o + 2, _mm256_permute2x128_si256(v0, v1, 0x31));
+        _mm256_store_si256(o + 3, _mm256_permute2x128_si256(v2, v3, 0x31));
+    }
+}
+
+/* A 32-value block of RR rows: values interleaved, scales d[r], mins m[r]. */
+typedef struct {
+    int32_t wt[8 * 4] __attribute__((aligned(64)));
+    float d[4] __attribute__((aligned(16)));
+    float m[4] __attribute__((aligned(16)));
+} ar_q32_tile;
+
+AR_AI void ar_q32_tile_load(ar_type t, int RR, const uint8_t *const *rows, size_t off,
+                            bool q8_offset, ar_q32_tile *x) {
+    __m256i u[4];
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; r++) u[r] = ar_unpack32(t, rows[r] + off, q8_offset, &x->d[r], &x->m[r]);
+    ar_interleave_rows(RR, u, x->wt);
+}
+
+/* A K-quant super-block of RR rows: values interleaved, the scales at sc[j * RR + r], the bsum
+ * multipliers at pair[k * RR + r], d[r], dmin[r]. */
+typedef struct {
+    int32_t wt[64 * 4] __attribute__((aligned(64)));
+    int32_t sc[16 * 4] __attribute__((aligned(16)));
+    int32_t pair[8 * 4] __attribute__((aligned(16)));
+    float d[4] __attribute__((aligned(16)));
+    float dmin[4] __attribute__((aligned(16)));
+} ar_qk_tile;
+
+AR_AI void ar_qk_tile_load(ar_type t, int RR, const uint8_t *const *rows, size_t off,
+                           bool sc_pairs, ar_qk_tile *x) {
+    ar_qk_unpacked un[4];
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; r++) {
+        ar_unpack_qk(t, rows[r] + off, sc_pairs, &un[r]);
+        for (int j = 0; j < 16; j++) x->sc[j * RR + r] = un[r].sc[j];
+        for (int q = 0; q < 8; q++) x->pair[q * RR + r] = un[r].pair[q];
+        x->d[r] = un[r].d;
+        x->dmin[r] = un[r].dmin;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        __m256i u[4];
+#pragma GCC unroll 16
+        for (int r = 0; r < RR; r++) u[r] = _mm256_load_si256((const __m256i *)(un[r].u + 32 * i));
+        ar_interleave_rows(RR, u, x->wt + 8 * RR * i);
+    }
+}
+
+/* The rep kernels' entry points (ar_gemm_fn): rows in groups of RR, P groups a call (fewer
+ * rows: one group), the columns' panels one after the other. `tile(t, RR, P, k, rows, panel,
+ * out, out_stride, nrows, w_stride, first)` computes one panel. */
+#define AR_REP_RUN(name, tile, t, RR, P, lanes)                                                    \
+    static void name(int64_t k, const void *restrict w, size_t w_stride, int nrows,                \
+                     const uint8_t *restrict panel, size_t pstride, int ngroups,                   \
+                     float *restrict out) {                                                        \
+        const uint8_t *rows[8];                                                                    \
+        const int C = (lanes) / (RR);                                                              \
+        const bool one = nrows <= (RR);                                                            \
+        ar_row_pointers(w, w_stride, nrows, 8, rows);                                              \
+        for (int g = 0; g < ngroups; g++) {                                                        \
+            if (one)                                                                               \
+                tile(t, RR, 1, k, rows, panel + (size_t)g * pstride, out + C * g, C * ngroups,     \
+                     nrows, w_stride, g == 0);                                                     \
+            else                                                                                   \
+                tile(t, RR, P, k, rows, panel + (size_t)g * pstride, out + C * g, C * ngroups,     \
+                     nrows, w_stride, g == 0);                                                     \
+        }                                                                                          \
+    }
+
+
+/* The rep kernels' descriptors of an instruction-set file, which defines REP_PATH (its name), W
+ * (its lanes) and REP_MAX_ROWS(rr) (rows per call), and run_<fmt>_r1/_r2/_r4 (AR_REP_RUN). */
+#define AR_REP_KERNEL(fn, kind, a, rr, c, s)                                                       \
+    {                                                                                              \
+        .path = REP_PATH, .panel = kind, .act = a, .width = W, .rep = rr, .lanes = W / (rr),       \
+        .max_rows = REP_MAX_ROWS(rr), .max_groups = 4, .corr = c, .with_s = s, .run = fn           \
+    }
+#define AR_REP_SET32(sfx, c, s)                                                                    \
+    static const ar_gemm_kernel k_##sfx[3] = {                                                     \
+        AR_REP_KERNEL(run_##sfx##_r1, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 1, c, s),   \
+        AR_REP_KERNEL(run_##sfx##_r2, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 2, c, s),   \
+        AR_REP_KERNEL(run_##sfx##_r4, AR_PANEL_Q32, (s) ? AR_TYPE_Q8_1 : AR_TYPE_Q8_0, 4, c, s)};
+#define AR_REP_SETK(sfx)                                                                           \
+    static const ar_gemm_kernel k_##sfx[3] = {                                                     \
+        AR_REP_KERNEL(run_##sfx##_r1, AR_PANEL_QK, AR_TYPE_Q8_K, 1, 0, false),                     \
+        AR_REP_KERNEL(run_##sfx##_r2, AR_PANEL_QK, AR_TYPE_Q8_K, 2, 0, false),                     \
+        AR_REP_KERNEL(run_##sfx##_r4, AR_PANEL_QK, AR_TYPE_Q8_K, 4, 0, false)};
+#define AR_REP3(sfx) .rep = {&k_##sfx[0], &k_##sfx[1], &k_##sfx[2]}
+/* The float formats' kernel (AR_PANEL_ROWS, one column per panel). */
+#define AR_FLOAT_KERNEL(T, fn, rows)                                                               \
+    {                                                                                              \
+        .path = REP_PATH, .panel = AR_PANEL_ROWS, .act = T, .width = 1, .rep = 1, .lanes = 1,      \
+        .max_rows = rows, .max_groups = 64, .run = fn                                              \
+    }
+
+
+/* The fold of a 32-value format's 8 running sums in ar_reduce8's order, ((s0 + s4) + (s2 + s6))
+ * + ((s1 + s5) + (s3 + s7)), the sums computed one at a time by LANE(j, out) (running sum j of
+ * P register groups into out[]), so that at most four are live: into acc[]. V: the vector type,
+ * ADD its addition. */
+#define AR_FOLD8(V, ADD, P, LANE, acc)                                                             \
+    do {                                                                                           \
+        V r_[4], b_[4], c_[4];                                                                     \
+        LANE(0, acc);                                                                              \
+        LANE(4, r_);                                                                               \
+        _Pragma("GCC unroll 16") for (int p_ = 0; p_ < (P); p_++) acc[p_] = ADD(acc[p_], r_[p_]);  \
+        LANE(2, b_);                                                                               \
+        LANE(6, r_);                                                                               \
+        _Pragma("GCC unroll 16") for (int p_ = 0; p_ < (P); p_++) acc[p_] =                        \
+            ADD(acc[p_], ADD(b_[p_], r_[p_]));                                                     \
+        LANE(1, b_);                                                                               \
+        LANE(5, r_);                                                                               \
+        _Pragma("GCC unroll 16") for (int p_ = 0; p_ < (P); p_++) b_[p_] = ADD(b_[p_], r_[p_]);    \
+        LANE(3, c_);                                                                               \
+        LANE(7, r_);                                                                               \
+        _Pragma("GCC unroll 16") for (int p_ = 0; p_ < (P); p_++) acc[p_] =                        \
+            ADD(acc[p_], ADD(b_[p_], ADD(c_[p_], r_[p_])));                                        \
+    } while (0)
+
 #endif
