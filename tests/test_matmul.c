@@ -203,7 +203,7 @@ Test(matmul, batched_kernels_present) {
     static const int ns[] = {1, 2, 3, 4, 8, 16, 64};
     for (size_t f = 0; f < AR_ARRAY_LEN(formats); f++)
         for (size_t i = 0; i < AR_ARRAY_LEN(ns); i++) {
-            const ar_gemm_kernel *g = ar_gemm_get(formats[f], ns[i]);
+            const ar_gemm_kernel *g = ar_gemm_get(formats[f], ns[i], true);
             if (!g) {
                 cr_assert(ns[i] == 1, "%s has no batched kernel for n = %d",
                           ar_type_get(formats[f])->name, ns[i]);

@@ -7,7 +7,8 @@
  *    same four quants of 16 columns at once (the columns in the lanes), so the integer sum of a
  *    block comes out per column with no horizontal reduction;
  *  - 16-row kernels: 16 weight rows in the lanes and each column broadcast, over packed groups
- *    (every batch size) or rows in place (small batches).
+ *    or rows in place (Q4_0, Q4_1, Q8_0: faster than the rep kernels at every batch size
+ *    measured, 1..64; the rep kernels serve the other formats in place).
  * Called only when ar_cpu() reports those instruction sets. */
 #include "rows16.h"
 
@@ -941,9 +942,6 @@ static const ar_gemm_kernel p_q4_K = R16KERNEL(packed_q4_K, AR_PANEL_QK, AR_TYPE
 static const ar_gemm_kernel p_q5_K = R16KERNEL(packed_q5_K, AR_PANEL_QK, AR_TYPE_Q8_K, 0, false);
 static const ar_gemm_kernel p_q6_K = R16KERNEL(packed_q6_K, AR_PANEL_QK, AR_TYPE_Q8_K, 0, false);
 
-/* The in-place 16-row kernels also take 2..GEMV_MAX_N columns (each block transposed once for
- * all of them); the rep kernels take larger batches (see docs/benchmarks.md for the crossover). */
-#define GEMV_MAX_N 4
 
 const ar_kernel_table ar_kernels_avx512 = {
     .level = AR_SIMD_AVX512,
@@ -958,13 +956,13 @@ const ar_kernel_table ar_kernels_avx512vnni = {
     .level = AR_SIMD_AVX512VNNI,
     .path = "avx512vnni",
     .rows = {
-        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, AR_REP3(q4_0), .gemv = &g_q4_0, .gemv_max_n = GEMV_MAX_N,
+        [AR_TYPE_Q4_0] = {.dot = dot_q4_0, AR_REP3(q4_0), .inplace = &g_q4_0,
                           .packed = &p_q4_0},
-        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, AR_REP3(q4_1), .gemv = &g_q4_1, .gemv_max_n = GEMV_MAX_N,
+        [AR_TYPE_Q4_1] = {.dot = dot_q4_1, AR_REP3(q4_1), .inplace = &g_q4_1,
                           .packed = &p_q4_1},
         [AR_TYPE_Q5_0] = {.dot = dot_q5_0, AR_REP3(q5_0), .packed = &p_q5_0},
         [AR_TYPE_Q5_1] = {.dot = dot_q5_1, AR_REP3(q5_1), .packed = &p_q5_1},
-        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, AR_REP3(q8_0), .gemv = &g_q8_0, .gemv_max_n = GEMV_MAX_N,
+        [AR_TYPE_Q8_0] = {.dot = dot_q8_0, AR_REP3(q8_0), .inplace = &g_q8_0,
                           .packed = &p_q8_0},
         [AR_TYPE_Q2_K] = {.dot = dot_q2_K, AR_REP3(q2_K)},
         [AR_TYPE_Q3_K] = {.dot = dot_q3_K, AR_REP3(q3_K)},

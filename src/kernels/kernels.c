@@ -105,12 +105,13 @@ const ar_kernel_row *ar_kernels_of(ar_type t) {
     return (int)t >= 0 && (int)t < AR_TYPE_COUNT ? &installed[t] : &none;
 }
 
-/* The 16-row kernel for small batches, else the rep kernel with the most weight rows per
- * register whose panel still holds all n columns (a small batch fills the register with rows
- * instead of empty columns), else the widest panel. */
-const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n) {
+/* The 16-row kernel, else the rep kernel with the most weight rows per register whose panel
+ * still holds all n columns (a small batch fills the register with rows instead of empty
+ * columns), else the widest panel. */
+const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n, bool rows16) {
     const ar_kernel_row *row = ar_kernels_of(t);
-    if (n <= 1 || (row->gemv && n <= row->gemv_max_n)) return row->gemv;
+    if (rows16 && row->inplace) return row->inplace;
+    if (n <= 1) return NULL;
     for (int i = 2; i >= 0; i--)
         if (row->rep[i] && row->rep[i]->lanes >= n) return row->rep[i];
     for (int i = 0; i < 3; i++)
@@ -149,7 +150,7 @@ void ar_kernels_select(ar_simd_level level) {
             ar_kernel_row *out = &installed[t];
             if (r->dot) ar_type_set_fast((ar_type)t, r->dot, tb->path);
             if (r->rep[0]) memcpy(out->rep, r->rep, sizeof out->rep);
-            if (r->gemv) out->gemv = r->gemv, out->gemv_max_n = r->gemv_max_n;
+            if (r->inplace) out->inplace = r->inplace;
             if (r->packed) out->packed = r->packed;
         }
     }

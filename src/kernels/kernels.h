@@ -293,8 +293,8 @@ void ar_pack_group(ar_type t, const void *w, size_t w_stride, int nrows, int64_t
 typedef struct ar_kernel_row {
     ar_vec_dot_fn dot;               /* one dot product (the format's vec_dot_fast) */
     const ar_gemm_kernel *rep[3];    /* batched, rows in place, by rep 1, 2, 4 */
-    const ar_gemm_kernel *gemv;      /* 16-row kernel, rows in place, for n <= gemv_max_n */
-    int gemv_max_n;                  /* measured crossover with the rep kernels */
+    const ar_gemm_kernel *inplace;   /* 16-row kernel over rows in place (every n: where a format
+                                      * has one it beats the rep kernels at 1..64 columns) */
     const ar_gemm_kernel *packed;    /* 16-row kernel over packed groups, every n */
 } ar_kernel_row;
 
@@ -315,10 +315,10 @@ void ar_type_set_fast(ar_type t, ar_vec_dot_fn fn, const char *path);
 /* The installed row of format t (all NULL where there is nothing, or t is unknown). */
 const ar_kernel_row *ar_kernels_of(ar_type t);
 /* The batched kernel over in-place rows for weights of type t and a batch of n columns on this
- * CPU (a 16-row kernel for small n where the format has one, else the rep kernel with the most
- * weight rows per register whose panel holds all n columns), or NULL (then matmul.c calls
- * vec_dot_fast per output). */
-const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n);
+ * CPU: the 16-row kernel where the format has one (unless !rows16), else for n >= 2 the rep
+ * kernel with the most weight rows per register whose panel holds all n columns; NULL when there
+ * is none (then matmul.c calls vec_dot_fast per output). */
+const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n, bool rows16);
 /* The 16-row kernel over packed groups of type t on this CPU, or NULL. */
 const ar_gemm_kernel *ar_packed_get(ar_type t);
 

@@ -4,8 +4,8 @@
  *  - a format with no batched kernel: each output is one vec_dot_fast call;
  *  - else the rounded rows are packed into panels (kernels.h) and a batched kernel computes a few
  *    weight rows against all of them, unpacking every weight block once: the 16-row kernel over
- *    the matrix's packed groups when it has them (every n), else over rows in place for small n,
- *    else a rep kernel.
+ *    the matrix's packed groups when it has them, else over rows in place where the format has
+ *    one, else a rep kernel.
  * Both give each output the bits of vec_dot (kernels.h), so a column's result depends only on W
  * and its own row: the batch invariance that speculative verification relies on. Threads split
  * the output rows in contiguous chunks (each thread streams its own slice of W) and never the
@@ -313,10 +313,9 @@ static const ar_gemm_kernel *kernel_for(const ar_tensor *W, int32_t n, bool *pac
     const ar_gemm_kernel *g = W->packed ? ar_packed_get(W->type) : NULL;
     *packed = g != NULL;
     if (g) return g;
-    g = ar_gemm_get(W->type, n);
-    /* the in-place 16-row kernels gather a call's scales with 32-bit offsets */
-    if (g && g->rows16 && (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX) g = NULL;
-    return g;
+    /* the in-place 16-row kernels gather a call's scales with 32-bit offsets: rows of over
+     * 143 MB take the rep kernels */
+    return ar_gemm_get(W->type, n, (size_t)15 * W->nb1 <= (size_t)INT32_MAX);
 }
 
 /* y_i (+)= x · W_i^T for i < count: count > 1 only when every W_i has the same type and input
