@@ -146,15 +146,18 @@ Test(pack_cache, unwritable_cache_falls_back_to_memory) {
 
 /* The kernel tuning entry (src/kernels/tune.c): only well-formed candidate values are taken. */
 Test(pack_cache, tuning_entries_are_validated) {
-    int p = -1, a = -1;
-    cr_assert(ar_tune_parse("prefetch_blocks 16\namx_min_cols 12\n", &p, &a));
-    cr_assert(p == 16 && a == 12);
-    static const char *bad[] = {"", "prefetch_blocks 16\n", "prefetch_blocks 17\namx_min_cols 12\n",
-                                "prefetch_blocks 16\namx_min_cols 99\n",
-                                "prefetch_blocks 16\namx_min_cols 12\nextra\n",
-                                "amx_min_cols 12\nprefetch_blocks 16\n", "\xff\xfe garbage"};
+    int h = -1, p = -1, a = -1;
+    cr_assert(ar_tune_parse("prefetch l2 16\namx_min_cols 12\n", &h, &p, &a));
+    cr_assert(h == 2 && p == 16 && a == 12);
+    cr_assert(ar_tune_parse("prefetch none 0\namx_min_cols 4\n", &h, &p, &a));
+    cr_assert(h == 0 && p == 0 && a == 4);
+    static const char *bad[] = {"", "prefetch l2 16\n", "prefetch l2 17\namx_min_cols 12\n",
+                                "prefetch l3 16\namx_min_cols 12\n",
+                                "prefetch l2 16\namx_min_cols 99\n",
+                                "prefetch l2 16\namx_min_cols 12\nextra\n",
+                                "amx_min_cols 12\nprefetch l2 16\n", "\xff\xfe garbage"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_assert(!ar_tune_parse(bad[i], &p, &a), "accepted bad entry %zu", i);
+        cr_assert(!ar_tune_parse(bad[i], &h, &p, &a), "accepted bad entry %zu", i);
 }
 
 /* A corrupt entry is ignored with a warning (and not applied). */
@@ -165,7 +168,7 @@ Test(pack_cache, corrupt_tuning_entry_is_ignored) {
     cr_assert_eq(ar_kernels_tune_path(path, sizeof path), AR_OK);
     FILE *f = fopen(path, "w");
     cr_assert(f, "%s", path);
-    fputs("prefetch_blocks 1000000\namx_min_cols 12\n", f);
+    fputs("prefetch l2 1000000\namx_min_cols 12\n", f);
     fclose(f);
     char note[512] = "";
     ar_kernels_tune(NULL, 0, false, note, sizeof note);

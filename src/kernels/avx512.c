@@ -12,8 +12,10 @@
  * Called only when ar_cpu() reports those instruction sets. */
 #include "rows16.h"
 
-/* Software prefetch distance, in blocks, of the packed kernels (tune.c measures it). */
+/* Software prefetch of the packed kernels: distance in blocks, and where to (rows16.h); tune.c
+ * measures both. */
 int ar_avx512_prefetch_blocks = 16;
+int ar_avx512_prefetch_hint = 2;
 
 #if defined(__x86_64__) || defined(__i386__)
 

@@ -331,7 +331,7 @@ void ar_kernels_tune(const ar_tensor *const *mats, int n, bool measure, char *no
 /* This CPU model's tuning entry in the cache, and the check of an entry's text (true: valid, the
  * values set). */
 ar_status ar_kernels_tune_path(char *out, size_t cap);
-bool ar_tune_parse(const char *text, int *prefetch_blocks, int *amx_min_cols);
+bool ar_tune_parse(const char *text, int *prefetch_hint, int *prefetch_blocks, int *amx_min_cols);
 
 /* ---- attention (forward.c): one query row, the query heads that share one KV head ----
  * scores[h][t] = q_h · k_t * scale over the row's visible cells t (in position order), a softmax

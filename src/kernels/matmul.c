@@ -231,28 +231,34 @@ static void rows16_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t l
  * every matrix's part starts on a tile: threads split that sequence (one dispatch for all). */
 static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
 
-/* Threads take chunks of that sequence in turn from a shared counter, so that one that started
- * late (the caller rounds the activations first) or runs slower takes fewer and they finish
- * together: the pool's wait after a matmul is what an idle thread spins. A chunk is a contiguous
- * run of rows (one stream of weights). */
-#define CHUNK_ROWS 64
+/* Threads take chunks of that sequence in turn from a shared counter, guided: a chunk is
+ * 1 / (2 * threads) of the rows left, at least CHUNK_MIN, so that the first ones are long runs of
+ * rows (each one stream of weights, which the prefetchers follow best: measured 0.82 of a plain
+ * read's bandwidth with chunks of 64 rows, 0.87-0.88 with 256 or more) and the last ones short,
+ * so that a thread that started late (the caller rounds the activations first) or runs slower
+ * takes fewer and the threads reach the pool's wait together. */
+#define CHUNK_MIN 32
 
 static void mm_gemm_worker(void *arg, int ith, int nth) {
     mm_job *j = arg;
-    (void)ith, (void)nth;
+    (void)ith;
     int64_t total = 0;
     for (int i = 0; i < j->count; i++) total += round16(j->Ws[i]->ne[1]);
     for (;;) {
-        const int64_t lo = CHUNK_ROWS * atomic_fetch_add_explicit(&j->next_chunk, 1,
-                                                                  memory_order_relaxed);
-        if (lo >= total) break;
-        const int64_t hi = AR_MIN(total, lo + CHUNK_ROWS);
+        int64_t lo = atomic_load_explicit(&j->next_chunk, memory_order_relaxed), len;
+        do {
+            if (lo >= total) return;
+            len = AR_MAX(CHUNK_MIN, (total - lo) / (2 * nth) / 16 * 16);
+        } while (!atomic_compare_exchange_weak_explicit(&j->next_chunk, &lo, lo + len,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed));
+        const int64_t hi = AR_MIN(total, lo + len);
         int64_t off = 0;
         for (int i = 0; i < j->count; i++) {
-            const int64_t rows = j->Ws[i]->ne[1], len = round16(rows);
-            const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + len) - off, rows);
+            const int64_t rows = j->Ws[i]->ne[1], span = round16(rows);
+            const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + span) - off, rows);
             if (a < b) (j->g->rows16 ? rows16_rows : gemm_rows)(j, j->Ws[i], j->ys[i], a, b);
-            off += len;
+            off += span;
         }
     }
 }

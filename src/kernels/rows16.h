@@ -88,6 +88,17 @@ AI void rows16_open(ar_type t, bool packed, const void *w, size_t w_stride, int 
     src->pf = ar_prefetch_rows(src->rows[0], w_stride, 16, steps, true);
 }
 
+/* Where the packed kernels prefetch to (avx512.c; tune.c may change it): 0 nowhere, 1 L1 (T0),
+ * 2 L2 (T1, the default: at one column, 0.90 of a plain read's bandwidth with T1 16 blocks
+ * ahead, 0.78 with T0, 0.75 without, on the Sapphire Rapids VM; T0 stalls on full fill
+ * buffers). */
+extern int ar_avx512_prefetch_hint;
+
+AI void prefetch_line(const void *p) {
+    if (ar_avx512_prefetch_hint == 2) _mm_prefetch((const char *)p, _MM_HINT_T1);
+    else if (ar_avx512_prefetch_hint == 1) _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
+
 /* Prefetch of packed block b + distance: its words and (every other block) its fp16 fields. */
 AI void rows16_prefetch(ar_type t, const rows16_src *src, int64_t b) {
     const ar_pack_layout L = ar_pack_layout_of(t);
@@ -95,9 +106,9 @@ AI void rows16_prefetch(ar_type t, const rows16_src *src, int64_t b) {
     const size_t wbytes = (size_t)L.rest_bytes * 16;
     const char *p = (const char *)src->ws + (size_t)a * wbytes;
 #pragma GCC unroll 16
-    for (size_t l = 0; l < wbytes; l += 64) _mm_prefetch(p + l, _MM_HINT_T0);
+    for (size_t l = 0; l < wbytes; l += 64) prefetch_line(p + l);
     if (L.n_halves == 2 || (b & 1) == 0)
-        _mm_prefetch((const char *)src->hs + (size_t)a * (size_t)L.n_halves * 32, _MM_HINT_T0);
+        prefetch_line(src->hs + (size_t)a * (size_t)L.n_halves * 32);
 }
 
 /* 16 rows' 16 bytes at offset off (in place): lane L of t[q] = dword q of row IN_PLACE_ROW(L). */
@@ -268,8 +279,8 @@ AI void q6_values(const uint8_t *wp, int s, __m512i u[8]) {
 /* Software prefetch of the packed super-block `ahead` super-blocks on: its words and fp16s. */
 AI void prefetch_superblock(const uint8_t *h, size_t hbytes, const uint8_t *wp, size_t wbytes) {
     const size_t a = (size_t)AR_MAX(1, ar_avx512_prefetch_blocks / 8);
-    for (size_t l = 0; l < wbytes; l += 64) _mm_prefetch((const char *)wp + a * wbytes + l, _MM_HINT_T0);
-    _mm_prefetch((const char *)h + a * hbytes, _MM_HINT_T0);
+    for (size_t l = 0; l < wbytes; l += 64) prefetch_line(wp + a * wbytes + l);
+    prefetch_line(h + a * hbytes);
 }
 
 #endif

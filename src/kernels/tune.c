@@ -3,9 +3,9 @@
  * family, model and stepping, the instruction-set level and this file's TUNE_VERSION):
  *  - amx_min_cols: from how many columns the AMX kernels beat the VNNI ones (a tile's set-up and
  *    stores against its products), timed on a packed Q4_0 matrix that stays in the caches;
- *  - prefetch_blocks: how far ahead the packed kernels prefetch, timed at one column (decoding,
- *    bound by memory) over the first packed matrices of a model large enough not to fit the
- *    caches.
+ *  - prefetch: where to (L2, L1 or not at all) and how far ahead the packed kernels prefetch,
+ *    timed at one column (decoding, bound by memory) over the first packed matrices of a model
+ *    large enough not to fit the caches.
  * The measurement runs once per CPU model, at the load of such a model, and takes a few tenths of
  * a second; every later load reads the entry. An entry that does not parse or is out of range is
  * ignored with a warning and measured again. ARBOR_TUNE=0 keeps the built-in values (for
@@ -19,11 +19,13 @@
 #include "../cache.h"
 #include "kernels.h"
 
-#define TUNE_VERSION 1
+#define TUNE_VERSION 2
 
-extern int ar_avx512_prefetch_blocks, ar_amx_min_cols;
+extern int ar_avx512_prefetch_blocks, ar_avx512_prefetch_hint, ar_amx_min_cols;
 
-static const int prefetch_candidates[] = {0, 8, 16, 32};
+/* (hint, distance): rows16.h's hints, 0 none, 1 L1, 2 L2; the first is the built-in one */
+static const int prefetch_candidates[][2] = {{2, 16}, {2, 8}, {2, 32}, {1, 16}, {0, 0}};
+static const char *const hint_names[] = {"none", "l1", "l2"};
 static const int amx_candidates[] = {4, 8, 12, 16};
 
 ar_status ar_kernels_tune_path(char *out, size_t cap) {
@@ -36,17 +38,23 @@ ar_status ar_kernels_tune_path(char *out, size_t cap) {
     return ar_cache_path(name, out, cap);
 }
 
-/* "prefetch_blocks P\namx_min_cols A\n", each a candidate value; false when it is not so. */
-bool ar_tune_parse(const char *text, int *prefetch, int *amx) {
-    int p = -1, a = -1, used = 0;
-    if (sscanf(text, "prefetch_blocks %d\namx_min_cols %d\n%n", &p, &a, &used) != 2 ||
+/* "prefetch H D\namx_min_cols A\n" (H none, l1 or l2), each a candidate value; false when it is
+ * not so. */
+bool ar_tune_parse(const char *text, int *hint, int *distance, int *amx) {
+    char h[8] = "";
+    int d = -1, a = -1, used = 0;
+    if (sscanf(text, "prefetch %7s %d\namx_min_cols %d\n%n", h, &d, &a, &used) != 3 ||
         text[used] != 0)
         return false;
+    int hi = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(h, hint_names[i])) hi = i;
     bool ok_p = false, ok_a = false;
-    for (size_t i = 0; i < AR_ARRAY_LEN(prefetch_candidates); i++) ok_p |= p == prefetch_candidates[i];
+    for (size_t i = 0; i < AR_ARRAY_LEN(prefetch_candidates); i++)
+        ok_p |= hi == prefetch_candidates[i][0] && d == prefetch_candidates[i][1];
     for (size_t i = 0; i < AR_ARRAY_LEN(amx_candidates); i++) ok_a |= a == amx_candidates[i];
     if (!ok_p || !ok_a) return false;
-    *prefetch = p, *amx = a;
+    *hint = hi, *distance = d, *amx = a;
     return true;
 }
 
@@ -111,14 +119,15 @@ static int measure_amx_min_cols(void) {
 
 /* The prefetch distance: one column over the model's first 128 MB of packed matrices (memory-
  * bound), each candidate in turn, three rounds; the fastest median wins. */
-static int measure_prefetch(const ar_tensor *const *mats, int n) {
-    ar_avx512_prefetch_blocks = 16; /* the built-in value */
+static void measure_prefetch(const ar_tensor *const *mats, int n) {
+    ar_avx512_prefetch_hint = prefetch_candidates[0][0]; /* the built-in values */
+    ar_avx512_prefetch_blocks = prefetch_candidates[0][1];
     size_t bytes = 0;
     for (int i = 0; i < n; i++)
         if ((bytes += (size_t)mats[i]->ne[1] * mats[i]->nb1) > ((size_t)128 << 20)) n = i + 1;
     const ar_gemm_kernel *g = NULL;
     for (int i = 0; i < n && !g; i++) g = ar_packed_get(mats[i]->type);
-    if (!g) return ar_avx512_prefetch_blocks;
+    if (!g) return;
     float *y = NULL;
     uint8_t *panel = NULL, *xq = NULL;
     float *x = NULL;
@@ -128,13 +137,14 @@ static int measure_prefetch(const ar_tensor *const *mats, int n) {
     x = ar_aligned_alloc(sizeof(float) * (size_t)max_k);
     xq = ar_aligned_alloc(sizeof(float) * (size_t)max_k);
     panel = ar_aligned_alloc(sizeof(float) * (size_t)max_k * 2 + 64);
-    int best = ar_avx512_prefetch_blocks;
+    size_t best = 0;
     if (y && x && xq && panel) {
         for (int64_t i = 0; i < max_k; i++) x[i] = (float)((i * 37) % 101) - 50.0f;
         double t[AR_ARRAY_LEN(prefetch_candidates)][3];
         for (int round = 0; round < 3; round++)
             for (size_t c = 0; c < AR_ARRAY_LEN(prefetch_candidates); c++) {
-                ar_avx512_prefetch_blocks = prefetch_candidates[c];
+                ar_avx512_prefetch_hint = prefetch_candidates[c][0];
+                ar_avx512_prefetch_blocks = prefetch_candidates[c][1];
                 double sum = 0;
                 for (int i = 0; i < n; i++) {
                     const ar_tensor *W = mats[i];
@@ -149,21 +159,21 @@ static int measure_prefetch(const ar_tensor *const *mats, int n) {
             }
         /* another value than the built-in one only when it is 5% faster (a noisy machine must
          * not make the choice) */
-        double med[AR_ARRAY_LEN(prefetch_candidates)], dflt = 0;
+        double med[AR_ARRAY_LEN(prefetch_candidates)];
         for (size_t c = 0; c < AR_ARRAY_LEN(prefetch_candidates); c++) {
             const double *v = t[c]; /* median of 3 */
             med[c] = AR_MAX(AR_MIN(v[0], v[1]), AR_MIN(AR_MAX(v[0], v[1]), v[2]));
-            if (prefetch_candidates[c] == best) dflt = med[c];
         }
-        double best_t = dflt * 0.95;
-        for (size_t c = 0; c < AR_ARRAY_LEN(prefetch_candidates); c++)
-            if (med[c] < best_t) best_t = med[c], best = prefetch_candidates[c];
+        double best_t = med[0] * 0.95;
+        for (size_t c = 1; c < AR_ARRAY_LEN(prefetch_candidates); c++)
+            if (med[c] < best_t) best_t = med[c], best = c;
     }
     ar_aligned_free(y);
     ar_aligned_free(x);
     ar_aligned_free(xq);
     ar_aligned_free(panel);
-    return best;
+    ar_avx512_prefetch_hint = prefetch_candidates[best][0];
+    ar_avx512_prefetch_blocks = prefetch_candidates[best][1];
 }
 
 static void tune(const ar_tensor *const *mats, int n, bool measure, char *note,
@@ -179,12 +189,12 @@ static void tune(const ar_tensor *const *mats, int n, bool measure, char *note,
     }
     char *text = NULL;
     size_t len = 0;
-    int p, a;
+    int h, d, a;
     if (ar_read_small_file(path, 256, &text, &len) == AR_OK) {
-        const bool ok = ar_tune_parse(text, &p, &a);
+        const bool ok = ar_tune_parse(text, &h, &d, &a);
         free(text);
         if (ok) {
-            ar_avx512_prefetch_blocks = p, ar_amx_min_cols = a;
+            ar_avx512_prefetch_hint = h, ar_avx512_prefetch_blocks = d, ar_amx_min_cols = a;
             done = true;
             return;
         }
@@ -194,10 +204,11 @@ static void tune(const ar_tensor *const *mats, int n, bool measure, char *note,
     ar_clear_error();
     if (!measure) return; /* a model too small to measure on: the defaults, until a large one */
     ar_amx_min_cols = measure_amx_min_cols();
-    ar_avx512_prefetch_blocks = measure_prefetch(mats, n);
+    measure_prefetch(mats, n);
     char out[128];
-    const int k = snprintf(out, sizeof out, "prefetch_blocks %d\namx_min_cols %d\n",
-                           ar_avx512_prefetch_blocks, ar_amx_min_cols);
+    const int k = snprintf(out, sizeof out, "prefetch %s %d\namx_min_cols %d\n",
+                           hint_names[ar_avx512_prefetch_hint], ar_avx512_prefetch_blocks,
+                           ar_amx_min_cols);
     if (ar_write_file_atomic(path, out, (size_t)k) != AR_OK) ar_clear_error();
     done = true;
 }
