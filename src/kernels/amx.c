@@ -30,7 +30,11 @@ typedef struct {
     uint8_t rows[16];
 } tile_config;
 
+static _Thread_local int configured; /* this thread's tiles: 1 + ncols + 17 * kbytes, or 0 */
+
 static void tiles_configure(int ncols, int kbytes) {
+    if (configured == 1 + ncols + 17 * kbytes) return; /* kept between calls, never released */
+    configured = 1 + ncols + 17 * kbytes;
     tile_config c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
@@ -58,11 +62,10 @@ AI void fold_store(__m512 acc[8][16], int ncols, float *y, size_t ystride, int n
 AI const uint8_t *weights_tile(ar_type t, const rows16_src *src, int64_t b, rows16_block *x,
                                uint8_t *buf) {
     if (t == AR_TYPE_Q8_0) {
-        rows16_prefetch(t, src, b);
         x->d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src->hs + (size_t)b * 32)));
         return src->ws + (size_t)b * 512;
     }
-    rows16_block_load(t, true, src, b, x);
+    rows16_block_load_pf(t, true, false, src, b, x);
     const int offset = t == AR_TYPE_Q4_0 ? 8 : t == AR_TYPE_Q5_0 ? 16 : 0;
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++)
@@ -130,6 +133,9 @@ AI void amx_q32(ar_type t, int64_t k, const void *w, int nrows, const uint8_t *p
     uint8_t wbuf[4][512] __attribute__((aligned(64)));
     const uint8_t *wts[4];
     rows16_block x[4];
+    /* the blocks are not visited in order: the first lane prefetches them all (into L2), two
+     * rows of 8 ahead, the last one the next call's first blocks */
+    rows16_prefetch_blocks(t, &src, 0, AR_MIN(nb, 16));
     for (int j = 0; j < 8; j++) {
         __m512 acc[16];
 #pragma GCC unroll 16
@@ -137,6 +143,15 @@ AI void amx_q32(ar_type t, int64_t k, const void *w, int nrows, const uint8_t *p
         const int64_t n = j < nb ? (nb - j + 7) / 8 : 0; /* blocks of this lane */
         if (n > 0) wts[0] = weights_tile(t, &src, j, &x[0], wbuf[0]);
         for (int64_t m = 0; m < n + 3; m++) {
+            if (j == 0 && m < n) rows16_prefetch_blocks(t, &src, AR_MIN(nb, 8 * m + 16), AR_MIN(nb, 8 * m + 24));
+            if (j == 7 && m < 2) { /* the next group follows this one */
+                const ar_pack_layout L = ar_pack_layout_of(t);
+                const uint8_t *next = src.ws + (size_t)nb * (size_t)L.rest_bytes * 16;
+                for (size_t l = 0; l < (size_t)L.rest_bytes * 16 * 8; l += 64)
+                    prefetch_line(next + ((size_t)nb * (size_t)L.n_halves * 32 + 63) / 64 * 64 +
+                                  (size_t)m * (size_t)L.rest_bytes * 16 * 8 + l);
+                prefetch_line(next + (size_t)m * 64);
+            }
             if (m >= 3) { /* terms of block m - 3 */
                 const int s3 = (int)((m - 3) % 4);
                 q32_terms_reg(t, &x[s3], sums[s3], panel + (size_t)(j + 8 * (m - 3)) * pstride,
@@ -167,7 +182,6 @@ AI void amx_q32(ar_type t, int64_t k, const void *w, int nrows, const uint8_t *p
         }
         for (int c = 0; c < ncols; c++) fin[j][c] = acc[c];
     }
-    _tile_release();
     fold_store(fin, ncols, y, ystride, nrows, add);
 }
 #undef ISSUE

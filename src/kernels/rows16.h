@@ -147,13 +147,15 @@ typedef struct {
     __m512 d, m;
 } rows16_block;
 
-AI void rows16_block_load(ar_type t, bool packed, const rows16_src *src, int64_t b,
-                          rows16_block *x) {
+/* prefetch: the packed blocks' prefetch, distance ahead in block order (kernels that visit the
+ * blocks in another order prefetch themselves) */
+AI void rows16_block_load_pf(ar_type t, bool packed, bool prefetch, const rows16_src *src,
+                             int64_t b, rows16_block *x) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
     __m512i q[8];
     if (packed) {
         const ar_pack_layout L = ar_pack_layout_of(t);
-        rows16_prefetch(t, src, b);
+        if (prefetch) rows16_prefetch(t, src, b);
         const uint8_t *h = src->hs + (size_t)b * (size_t)L.n_halves * 32;
         const uint8_t *wp = src->ws + (size_t)b * (size_t)L.rest_bytes * 16;
         x->d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)h));
@@ -193,6 +195,24 @@ AI void rows16_block_load(ar_type t, bool packed, const rows16_src *src, int64_t
         }
         break;
     }
+}
+
+AI void rows16_block_load(ar_type t, bool packed, const rows16_src *src, int64_t b,
+                          rows16_block *x) {
+    rows16_block_load_pf(t, packed, true, src, b, x);
+}
+
+/* Prefetch of the whole packed group's blocks [b0, b1) (fp16 fields and words), for kernels that
+ * do not visit the blocks in order. */
+AI void rows16_prefetch_blocks(ar_type t, const rows16_src *src, int64_t b0, int64_t b1) {
+    const ar_pack_layout L = ar_pack_layout_of(t);
+    const size_t wbytes = (size_t)L.rest_bytes * 16, hbytes = (size_t)L.n_halves * 32;
+    for (const uint8_t *p = src->ws + (size_t)b0 * wbytes, *e = src->ws + (size_t)b1 * wbytes; p < e;
+         p += 64)
+        prefetch_line(p);
+    for (const uint8_t *p = src->hs + (size_t)b0 * hbytes, *e = src->hs + (size_t)b1 * hbytes; p < e;
+         p += 64)
+        prefetch_line(p);
 }
 
 /* Byte j % 4 of each dword of v as an int32 (zero-extended; sign-extended with sx). */
