@@ -794,7 +794,7 @@ AI void rows16_k4(ar_type t, int64_t k, const void *w, int nrows, const uint8_t 
     for (int c = 0; c < ncols; c++) sum[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const uint8_t *h = src.hs + (size_t)i * 64, *wp = src.ws + (size_t)i * wbytes;
-        prefetch_superblock(h, 64, wp, wbytes);
+        rows16_prefetch(t, &src, i);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)h));
         const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(h + 32)));
         __m512i sc[2], mn[2];
@@ -834,7 +834,7 @@ AI void rows16_q6_K(int64_t k, const void *w, int nrows, const uint8_t *panel, s
     for (int c = 0; c < ncols; c++) sum[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const uint8_t *h = src.hs + (size_t)i * 32, *wp = src.ws + (size_t)i * wbytes;
-        prefetch_superblock(h, 32, wp, wbytes);
+        rows16_prefetch(AR_TYPE_Q6_K, &src, i);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)h));
         __m512i scw[4];
 #pragma GCC unroll 4

@@ -67,6 +67,7 @@ AI void store_rows16(bool packed, __m512 v, float *y, int nrows, bool add) {
  * when 15 rows span less than 2 GB) and the next call's prefetcher. */
 typedef struct {
     const uint8_t *hs, *ws;
+    int64_t nb; /* blocks of a row */
     const uint8_t *rows[16];
     __m512i gidx;
     ar_prefetcher pf;
@@ -74,6 +75,7 @@ typedef struct {
 
 AI void rows16_open(ar_type t, bool packed, const void *w, size_t w_stride, int nrows, int64_t nb,
                     int64_t steps, rows16_src *src) {
+    src->nb = nb;
     if (packed) {
         const ar_pack_layout L = ar_pack_layout_of(t);
         src->hs = w;
@@ -99,16 +101,25 @@ AI void prefetch_line(const void *p) {
     else if (ar_avx512_prefetch_hint == 1) _mm_prefetch((const char *)p, _MM_HINT_T0);
 }
 
-/* Prefetch of packed block b + distance: its words and (every other block) its fp16 fields. */
+/* Prefetch of packed block b + distance: its words and (every other block) its fp16 fields;
+ * past the group's last block, the next group's (the next call's rows, contiguous in memory). */
 AI void rows16_prefetch(ar_type t, const rows16_src *src, int64_t b) {
     const ar_pack_layout L = ar_pack_layout_of(t);
-    const int64_t a = b + ar_avx512_prefetch_blocks;
-    const size_t wbytes = (size_t)L.rest_bytes * 16;
-    const char *p = (const char *)src->ws + (size_t)a * wbytes;
+    /* the distance is in 32-value blocks: a K-quant super-block is 8 */
+    const int64_t ahead = t >= AR_TYPE_Q2_K ? AR_MAX(1, ar_avx512_prefetch_blocks / 8)
+                                            : ar_avx512_prefetch_blocks;
+    int64_t a = b + ahead;
+    const size_t wbytes = (size_t)L.rest_bytes * 16, hbytes = (size_t)L.n_halves * 32;
+    const uint8_t *ws = src->ws, *hs = src->hs;
+    if (a >= src->nb) { /* the next group: its fp16 fields right after these words */
+        hs = ws + (size_t)src->nb * wbytes;
+        ws = hs + ((size_t)src->nb * hbytes + 63) / 64 * 64;
+        a -= src->nb;
+    }
+    const uint8_t *p = ws + (size_t)a * wbytes;
 #pragma GCC unroll 16
     for (size_t l = 0; l < wbytes; l += 64) prefetch_line(p + l);
-    if (L.n_halves == 2 || (b & 1) == 0)
-        prefetch_line(src->hs + (size_t)a * (size_t)L.n_halves * 32);
+    if (L.n_halves == 2 || (b & 1) == 0) prefetch_line(hs + (size_t)a * hbytes);
 }
 
 /* 16 rows' 16 bytes at offset off (in place): lane L of t[q] = dword q of row IN_PLACE_ROW(L). */
@@ -294,13 +305,6 @@ AI void q6_values(const uint8_t *wp, int s, __m512i u[8]) {
         u[q] = _mm512_or_si512(
             lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2 * kk), m3), 4));
     }
-}
-
-/* Software prefetch of the packed super-block `ahead` super-blocks on: its words and fp16s. */
-AI void prefetch_superblock(const uint8_t *h, size_t hbytes, const uint8_t *wp, size_t wbytes) {
-    const size_t a = (size_t)AR_MAX(1, ar_avx512_prefetch_blocks / 8);
-    for (size_t l = 0; l < wbytes; l += 64) prefetch_line(wp + a * wbytes + l);
-    prefetch_line(h + a * hbytes);
 }
 
 #endif
