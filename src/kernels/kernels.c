@@ -208,16 +208,25 @@ static void pack_rows(ar_type vdt, const uint8_t *rows, size_t row_bytes, int nc
  * width-1 record per column and block, the ncols columns' records of a block side by side. */
 static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
                      int64_t k, uint8_t *restrict panel) {
-    if (g->rows16) {
-        ar_gemm_kernel one = *g;
-        one.rows16 = NULL, one.lanes = 1;
+    if (g->rows16) { /* records of width 1: q[32], d, corr [, s], the columns side by side */
         const size_t rec = AR_Q32_RECORD(1, g->with_s), nb = (size_t)(k / AR_QK);
-        uint8_t tmp[64];
+        const size_t bsz = g->with_s ? sizeof(ar_block_q8_1) : sizeof(ar_block_q8_0);
         for (int c = 0; c < ncols; c++)
             for (size_t b = 0; b < nb; b++) {
-                pack_q32(&one, rows + (size_t)c * row_bytes + b * (g->with_s ? 36 : 34),
-                         row_bytes, 1, AR_QK, tmp);
-                memcpy(panel + (b * (size_t)ncols + (size_t)c) * rec, tmp, rec);
+                const uint8_t *blk = rows + (size_t)c * row_bytes + b * bsz;
+                uint8_t *p = panel + (b * (size_t)ncols + (size_t)c) * rec;
+                ar_half hd, hs = 0;
+                memcpy(&hd, blk, 2);
+                if (g->with_s) memcpy(&hs, blk + 2, 2);
+                const int8_t *qs = (const int8_t *)(blk + (g->with_s ? 4 : 2));
+                int sum = 0;
+                for (int j = 0; j < AR_QK; j++) sum += qs[j];
+                const float d = ar_half_to_float(hd), sf = ar_half_to_float(hs);
+                const int32_t corr = g->corr * sum;
+                memcpy(p, qs, AR_QK);
+                memcpy(p + AR_Q32_D(1), &d, 4);
+                memcpy(p + AR_Q32_CORR(1), &corr, 4);
+                if (g->with_s) memcpy(p + AR_Q32_S(1), &sf, 4);
             }
         return;
     }
@@ -250,16 +259,15 @@ static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_by
 
 static void pack_qk(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
                     int64_t k, uint8_t *restrict panel) {
-    if (g->rows16) {
-        ar_gemm_kernel one = *g;
-        one.rows16 = NULL, one.lanes = 1;
+    if (g->rows16) { /* records of width 1: q[256], d, bsums, the columns side by side */
         const size_t rec = AR_QK_RECORD(1), nb = (size_t)(k / AR_QK_K);
-        uint8_t tmp[AR_QK_RECORD(1) + 64];
         for (int c = 0; c < ncols; c++)
             for (size_t b = 0; b < nb; b++) {
-                pack_qk(&one, rows + (size_t)c * row_bytes + b * sizeof(ar_block_q8_K), row_bytes,
-                        1, AR_QK_K, tmp);
-                memcpy(panel + (b * (size_t)ncols + (size_t)c) * rec, tmp, rec);
+                const ar_block_q8_K *blk = (const ar_block_q8_K *)(rows + (size_t)c * row_bytes) + b;
+                uint8_t *p = panel + (b * (size_t)ncols + (size_t)c) * rec;
+                memcpy(p, blk->qs, AR_QK_K);
+                memcpy(p + AR_QK_D(1), &blk->d, 4);
+                memcpy(p + AR_QK_BS(1), blk->bsums, sizeof blk->bsums);
             }
         return;
     }

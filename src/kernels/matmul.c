@@ -44,6 +44,8 @@ struct ar_matmul_scratch {
     uint8_t *panel; /* packed panels of the rounded rows */
     int n_blas;     /* per-thread dequantization buffers allocated */
     float **blas;
+    int n_own;      /* per-thread copies of one panel's rounded rows and panel (threads >= 1) */
+    uint8_t **own_xq, **own_panel;
 };
 
 /* Buffers are not cleared: their pages count towards the resident size only once a batch that
@@ -79,6 +81,9 @@ void ar_matmul_scratch_free(ar_matmul_scratch *s) {
     if (!s) return;
     free(s->xq);
     free(s->panel);
+    for (int i = 0; i < s->n_own; i++) free(s->own_xq[i]), free(s->own_panel[i]);
+    free(s->own_xq);
+    free(s->own_panel);
     for (int i = 0; i < s->n_blas; i++) free(s->blas[i]);
     free(s->blas);
     free(s);
@@ -92,6 +97,27 @@ static bool blas_buffers(ar_matmul_scratch *s, int nth) {
     s->blas = b;
     for (; s->n_blas < nth; s->n_blas++)
         if (!(s->blas[s->n_blas] = alloc_lazy(BLAS_PANEL_BYTES))) return false;
+    return true;
+}
+
+/* Per-thread room for one panel of up to 16 rounded rows (mm_job.own_panels), made once per
+ * thread count; thread 0 uses the shared buffers. */
+static bool own_buffers(ar_matmul_scratch *s, int nth) {
+    if (s->n_own >= nth - 1) return true;
+    uint8_t **x = realloc(s->own_xq, sizeof *x * (size_t)nth);
+    if (x) s->own_xq = x;
+    uint8_t **p = realloc(s->own_panel, sizeof *p * (size_t)nth);
+    if (p) s->own_panel = p;
+    if (!x || !p) return false;
+    const size_t rows = (size_t)AR_MIN(16, s->max_rows);
+    for (; s->n_own < nth - 1; s->n_own++) {
+        s->own_xq[s->n_own] = alloc_lazy(rows * (size_t)s->max_in * sizeof(float) + AR_ALIGN);
+        s->own_panel[s->n_own] = alloc_lazy(16 * ((size_t)s->max_in * sizeof(float) + AR_ALIGN));
+        if (!s->own_xq[s->n_own] || !s->own_panel[s->n_own]) {
+            free(s->own_xq[s->n_own]), free(s->own_panel[s->n_own]);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -130,6 +156,11 @@ typedef struct mm_job {
     size_t pstride;
     int ngroups;
     uint8_t *panel_out; /* where mm_prepare_worker packs */
+    /* own_panels: a batch of one panel for a 16-row kernel; every thread rounds and packs its own
+     * copy (the same bytes) at the start of its share, in parallel, instead of the caller alone
+     * before the dispatch while the others wait; thread i >= 1 into own_xq/own_panel[i - 1] */
+    bool own_panels;
+    uint8_t *const *own_xq, *const *own_panel;
     /* activations, as given */
     const float *x;
     /* sgemm */
@@ -210,7 +241,8 @@ static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo,
 
 /* Output rows [lo, hi) of W (lo a multiple of 16) by a 16-row kernel: one call per 16 rows and
  * 16 columns, writing y itself. */
-static void rows16_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo, int64_t hi) {
+static void rows16_rows(const mm_job *j, const uint8_t *panel, const ar_tensor *W, float *y,
+                        int64_t lo, int64_t hi) {
     const ar_gemm_kernel *g = j->g;
     const int64_t n_in = W->ne[0], n_out = W->ne[1];
     const size_t gbytes = j->packed ? ar_pack_group_bytes(W->type, n_in) : 0;
@@ -221,7 +253,7 @@ static void rows16_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t l
                                      : (const uint8_t *)W->data + (size_t)r0 * W->nb1;
         for (int p = 0; p < j->ngroups; p++) { /* panel p: columns 16 p .. (its records' */
             const int32_t c0 = p * g->lanes, nc = AR_MIN(g->lanes, j->n - c0); /* stride) */
-            g->rows16(n_in, w, W->nb1, nr, j->panel + (size_t)p * j->pstride, (size_t)nc * rec,
+            g->rows16(n_in, w, W->nb1, nr, panel + (size_t)p * j->pstride, (size_t)nc * rec,
                       nc, y + (size_t)c0 * n_out + r0, (size_t)n_out, j->add);
         }
     }
@@ -239,9 +271,17 @@ static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
  * takes fewer and the threads reach the pool's wait together. */
 #define CHUNK_MIN 32
 
+static void prepare_panel(const mm_job *j, uint8_t *xq, uint8_t *panel);
+
 static void mm_gemm_worker(void *arg, int ith, int nth) {
     mm_job *j = arg;
-    (void)ith;
+    const uint8_t *panel = j->panel;
+    if (j->own_panels) {
+        uint8_t *xq = ith ? j->own_xq[ith - 1] : (uint8_t *)j->xq;
+        uint8_t *own = ith ? j->own_panel[ith - 1] : j->panel_out;
+        prepare_panel(j, xq, own);
+        panel = own;
+    }
     int64_t total = 0;
     for (int i = 0; i < j->count; i++) total += round16(j->Ws[i]->ne[1]);
     for (;;) {
@@ -257,10 +297,20 @@ static void mm_gemm_worker(void *arg, int ith, int nth) {
         for (int i = 0; i < j->count; i++) {
             const int64_t rows = j->Ws[i]->ne[1], span = round16(rows);
             const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + span) - off, rows);
-            if (a < b) (j->g->rows16 ? rows16_rows : gemm_rows)(j, j->Ws[i], j->ys[i], a, b);
+            if (a < b && j->g->rows16) rows16_rows(j, panel, j->Ws[i], j->ys[i], a, b);
+            else if (a < b) gemm_rows(j, j->Ws[i], j->ys[i], a, b);
             off += span;
         }
     }
+}
+
+/* The rounded rows and the panel of a one-panel batch (own_panels) into xq and panel. */
+static void prepare_panel(const mm_job *j, uint8_t *xq, uint8_t *panel) {
+    const ar_type vdt = ar_type_get(j->Ws[0]->type)->vec_dot_type;
+    const int64_t n_in = j->Ws[0]->ne[0];
+    for (int32_t c = 0; c < j->n; c++)
+        ar_quantize_row_fast(vdt, j->x + (size_t)c * n_in, xq + (size_t)c * j->xq_stride, n_in);
+    ar_panel_pack(j->g, xq, j->xq_stride, j->n, n_in, panel);
 }
 
 /* Rounds the activation rows to vec_dot_type (this is not the weight quantizer: ggml rounds
@@ -359,12 +409,20 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
         j.pstride = j.xq_stride;
     } else {
         /* round (and pack) the activations: per row, so any split over threads gives the same
-         * bytes; a batch of a few rows is not worth a dispatch */
-        if (pool && n >= 8)
-            ar_pool_run(pool, mm_prepare_worker, &j);
-        else
-            mm_prepare_worker(&j, 0, 1);
+         * bytes; one panel's worth, every thread for itself inside the job; a few rows more, by
+         * the caller; more, by a dispatch of its own */
         j.panel = s->panel;
+        const int nth = pool ? ar_pool_threads(pool) : 1;
+        if (g && g->rows16 && j.ngroups == 1 && vdt != AR_TYPE_F32 && nth > 1 &&
+            own_buffers(s, nth)) {
+            j.own_panels = true;
+            j.own_xq = s->own_xq;
+            j.own_panel = s->own_panel;
+        } else if (pool && n >= 8) {
+            ar_pool_run(pool, mm_prepare_worker, &j);
+        } else {
+            mm_prepare_worker(&j, 0, 1);
+        }
     }
     ar_pool_run_or_inline(pool, g ? mm_gemm_worker : mm_dot_worker, &j);
 }
