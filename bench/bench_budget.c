@@ -80,7 +80,9 @@ static void child(const bench_budget_opts *o, int run, uint64_t budget, const ch
     bench_rss_reset_peak(); /* what fork() shared with the parent is not this run's */
     arbor_model *tm = NULL, *dm = NULL;
     arbor_context *ctx = NULL;
-    if (arbor_model_load(o->target, arbor_model_default_params(), &tm) != ARBOR_OK) goto fail;
+    arbor_model_params mp = arbor_model_default_params();
+    mp.repack = false; /* a budget reads the verifier's layers from the file as they are */
+    if (arbor_model_load(o->target, mp, &tm) != ARBOR_OK) goto fail;
     arbor_context_params cp = arbor_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->threads;
@@ -98,6 +100,7 @@ static void child(const bench_budget_opts *o, int run, uint64_t budget, const ch
     } else {
         arbor_model_params dp = arbor_model_default_params();
         dp.resident = false; /* as arbor generate loads drafters under a budget */
+        dp.repack = false;
         if (arbor_model_load(d, dp, &dm) != ARBOR_OK) goto fail;
         cp.draft_kind = ARBOR_DRAFT_MODEL;
         cp.draft_model = dm;

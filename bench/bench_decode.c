@@ -78,21 +78,70 @@ done:
     return ok;
 }
 
+/* Seconds of one prompt pass of n tokens from an empty context (a causal chain, only the last
+ * row's logits, as prefill computes them): the median of 3 after a warm-up pass (which faults
+ * in the workspace and the weights). */
+static bool prompt_pass(const char *model_path, int threads, bool repack, int32_t n,
+                        double *seconds) {
+    ar_model *m = NULL;
+    ar_kv *kv = NULL;
+    ar_workspace *ws = NULL;
+    ar_pool *pool = NULL;
+    float *logits = NULL;
+    int32_t *tokens = malloc(sizeof *tokens * (size_t)n);
+    bool ok = false;
+    ar_model_params mp = ar_model_default_params();
+    mp.repack = repack;
+    if (!tokens || ar_model_load(model_path, mp, &m) != AR_OK) goto done;
+    if (ar_kv_create(m, n + 1, 0, AR_TYPE_F32, &kv) != AR_OK) goto done;
+    if (ar_workspace_create(m, n, n + 1, &ws) != AR_OK) goto done;
+    if (ar_pool_create(threads, NULL, &pool) != AR_OK) goto done;
+    if (!(logits = malloc((size_t)m->hp.n_vocab * sizeof(float)))) goto done;
+    for (int32_t i = 0; i < n; i++)
+        tokens[i] = (int32_t)((1 + 7919u * (uint32_t)i) % (uint32_t)m->hp.n_vocab);
+    uint8_t *want = calloc((size_t)n, 1);
+    if (!want) goto done;
+    want[n - 1] = 1;
+    ar_batch b = {.n = n, .tokens = tokens, .logits = want};
+    double t[4];
+    for (int k = 0; k < 4; k++) { /* k = 0: warm-up */
+        ar_kv_truncate(kv, 0);
+        const double t0 = ar_now();
+        if (ar_model_eval(m, kv, ws, pool, &b, logits) != AR_OK) {
+            free(want);
+            goto done;
+        }
+        t[k] = ar_now() - t0;
+    }
+    free(want);
+    *seconds = bench_median(t + 1, 3);
+    ok = true;
+done:
+    free(logits);
+    free(tokens);
+    ar_pool_free(pool);
+    ar_workspace_free(ws);
+    ar_kv_free(kv);
+    ar_model_free(m);
+    return ok;
+}
+
 static void usage(FILE *f) {
     fputs("usage: arbor bench decode -m MODEL.gguf [options]\n"
           "  -n N          tokens generated per run (default 64)\n"
           "  -t N          threads (default: one per online CPU)\n"
           "  --reps R      decoding runs (default 3; the median is reported)\n"
           "  -p PROMPT     prompt (default \"Once upon a time\")\n"
+          "  --pp N        also time a prompt pass of N tokens (median of 3 after a warm-up)\n"
           "  --json FILE   write the figures as JSON\n"
-          "  --repack      repacked copies of the matrices for the 1..4-token kernels\n",
+          "  --no-repack   read every matrix in place (default: the packed layout)\n",
           f);
 }
 
 int bench_decode(int argc, char **argv) {
     const char *path = NULL, *json = NULL, *prompt = "Once upon a time";
-    int32_t n_predict = 64, threads = 0, reps = 3;
-    bool repack = false;
+    int32_t n_predict = 64, threads = 0, reps = 3, pp = 0;
+    bool repack = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -126,8 +175,14 @@ int bench_decode(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             NEED_VALUE();
             json = v;
+        } else if (!strcmp(a, "--pp")) {
+            NEED_VALUE();
+            if (!cli_parse_i64(a, v, 1, 1 << 16, &x)) return 2;
+            pp = (int32_t)x;
         } else if (!strcmp(a, "--repack")) {
             repack = true;
+        } else if (!strcmp(a, "--no-repack")) {
+            repack = false;
         } else {
             return cli_error(2, "bench decode: unknown flag '%s' (see --help)", a);
         }
@@ -181,6 +236,11 @@ int bench_decode(int argc, char **argv) {
 
     double batch_tps[BENCH_BATCH_SIZES], batch_s[BENCH_BATCH_SIZES];
     bool ok = bench_batch_curve(path, threads, repack, batch_tps, batch_s, &pr);
+    double pp_s = 0;
+    if (ok && pp > 0) {
+        bench_progress_update(&pr, "prompt pass of %d tokens", pp);
+        ok = prompt_pass(path, threads, repack, pp, &pp_s);
+    }
     bench_progress_end(&pr);
     if (!ok) return cli_error(1, "%s", arbor_last_error());
     uint64_t rss = bench_rss_process_peak();
@@ -194,6 +254,9 @@ int bench_decode(int argc, char **argv) {
     for (int b = 0; b < BENCH_BATCH_SIZES; b++)
         printf("%4d  %10.2f  %10.2f  %11.2fx\n", bench_batch_sizes[b], batch_s[b] * 1e3,
                batch_tps[b], batch_s[b] / batch_s[0]);
+    if (pp > 0)
+        printf("prompt processing: %d tokens in %.1f ms (%.2f tokens/s, median of 3)\n", pp,
+               pp_s * 1e3, pp / pp_s);
     printf("peak RSS: %.0f MB\n", rss / 1e6);
 
     if (json) {
@@ -223,6 +286,10 @@ int bench_decode(int argc, char **argv) {
             bj_end_object(&j);
         }
         bj_end_array(&j);
+        if (pp > 0) {
+            bj_int(&j, "prompt_tokens", pp);
+            bj_num(&j, "prompt_seconds", pp_s);
+        }
         bj_int(&j, "peak_rss_bytes", (int64_t)rss);
         bj_end_object(&j);
         bool bad = ferror(f) != 0;

@@ -1,4 +1,4 @@
-/* bench_kernels.c: `arbor bench kernels`: the matmul (src/matmul.h, the kernels the forward pass
+/* bench_kernels.c: `arbor bench kernels`: the matmul (src/kernels/matmul.h, the kernels the forward pass
  * runs) per weight format and batch size n, as GFLOP/s (2 * rows * cols * n per call) and GB/s
  * (weight bytes per call), against the memory-bandwidth bound measured in the same run: a
  * streaming read, by the same threads, of a buffer larger than the last-level cache. The weight
@@ -18,7 +18,7 @@
 #include "bench.h"
 #include "bench/args.h"
 #include "src/cpu.h"
-#include "src/matmul.h"
+#include "src/kernels/matmul.h"
 #include "src/threadpool.h"
 
 #define K_COLS      4096 /* values per weight row: a multiple of every block size */
@@ -170,6 +170,8 @@ static void usage(FILE *f) {
           "  --n LIST         comma-separated batch sizes (default: 1,2,4,8,16,32,64)\n"
           "  --mb MB          bytes of each weight matrix and of the bandwidth buffer (default:\n"
           "                   twice the last-level cache, at least 64 MB)\n"
+          "  --no-repack      read the weights in place (default: packed, as models are, for\n"
+          "                   the formats this CPU has packed kernels for)\n"
           "  --json FILE      write the figures as JSON\n",
           f);
 }
@@ -217,6 +219,7 @@ int bench_kernels(int argc, char **argv) {
     int n_formats = 0, n_ns = 0;
     int64_t mb = 0;
     const char *json = NULL;
+    bool repack = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -246,6 +249,8 @@ int bench_kernels(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             NEED_VALUE();
             json = v;
+        } else if (!strcmp(a, "--no-repack")) {
+            repack = false;
         } else {
             return cli_error(2, "bench kernels: unknown flag '%s' (see --help)", a);
         }
@@ -300,8 +305,8 @@ int bench_kernels(int argc, char **argv) {
     printf("%s, %d threads (%s); weight matrices of %.0f MB, rows of %d values\n", machine.cpu,
            threads, machine.simd, bytes / 1e6, K_COLS);
     printf("memory bandwidth bound (streaming read of %.0f MB): %.2f GB/s\n", bytes / 1e6, bw);
-    printf("%-6s  %-10s  %3s  %10s  %9s  %8s  %7s\n", "format", "path", "n", "ms/call", "GFLOP/s",
-           "GB/s", "of bw");
+    printf("%-6s  %-10s  %-8s  %3s  %10s  %9s  %8s  %7s\n", "format", "path", "layout", "n",
+           "ms/call", "GFLOP/s", "GB/s", "of bw");
     fflush(stdout);
     for (int f = 0; f < n_formats; f++) {
         const ar_type t = (ar_type)formats[f];
@@ -312,6 +317,13 @@ int bench_kernels(int argc, char **argv) {
         fill_weights(t, w, rows, row_bytes);
         ar_tensor W = {
             .name = tt->name, .type = t, .ne = {K_COLS, rows, 1, 1}, .nb1 = row_bytes, .data = w};
+        const size_t packed_bytes = repack ? ar_matmul_packed_bytes(&W) : 0;
+        void *packed = packed_bytes ? ar_aligned_alloc(packed_bytes) : NULL;
+        if (packed) {
+            bench_progress_update(&pr, "%s: packing", tt->name);
+            ar_matmul_repack(&W, packed);
+            W.packed = packed;
+        }
         ar_matmul(scratch, pool, &W, x, 1, y); /* warm-up */
         for (int b = 0; b < n_ns; b++) {
             const int n = ns[b];
@@ -329,10 +341,12 @@ int bench_kernels(int argc, char **argv) {
             r->gflops = 2.0 * K_COLS * (double)rows * n / best / 1e9;
             r->gbs = (double)rows * (double)row_bytes / best / 1e9;
             bench_progress_end(&pr);
-            printf("%-6s  %-10s  %3d  %10.3f  %9.2f  %8.2f  %6.0f%%\n", tt->name, tt->fast_path, n,
-                   best * 1e3, r->gflops, r->gbs, 100 * r->gbs / bw);
+            printf("%-6s  %-10s  %-8s  %3d  %10.3f  %9.2f  %8.2f  %6.0f%%\n", tt->name,
+                   tt->fast_path, packed ? "packed" : "in place", n, best * 1e3, r->gflops, r->gbs,
+                   100 * r->gbs / bw);
             fflush(stdout);
         }
+        ar_aligned_free(packed);
     }
     bench_progress_end(&pr);
     printf("GFLOP/s: 2 x rows x %d x n per call; GB/s: weight bytes per call; of bw: GB/s against "

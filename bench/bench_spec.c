@@ -935,7 +935,7 @@ int bench_spec(int argc, char **argv) {
             plot_failed = true;
         } else {
             bench_progress_start(&pr);
-            have_batch = bench_batch_curve(o.target, o.threads, false, batch_tps, batch_s, &pr);
+            have_batch = bench_batch_curve(o.target, o.threads, true, batch_tps, batch_s, &pr);
             bench_progress_end(&pr);
             if (!have_batch) {
                 cli_error(0, "bench: batch cost curve: %s", arbor_last_error());

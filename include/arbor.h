@@ -78,9 +78,13 @@ ARBOR_API void arbor_set_log(arbor_log_fn fn, void *user);
 typedef struct arbor_model_params {
     bool vocab_only; /* load only the tokenizer (any architecture) */
     bool resident;   /* pre-fault the mapping and lock it in memory when permitted (drafters) */
-    bool repack;     /* also keep a copy of the Q4_0 / Q8_0 matrices repacked for this CPU's
-                      * 1..4-token kernels (AVX-512 VNNI): faster decoding, same results to the
-                      * bit, about twice the memory. Ignored where no kernel reads such a copy. */
+    bool repack;     /* default true: the matrices are used in a packed layout wherever this
+                      * CPU has kernels that read it (AVX-512 VNNI: Q4_0, Q4_1, Q5_0, Q5_1,
+                      * Q8_0, Q4_K, Q5_K, Q6_K), instead of the file's: faster at every batch
+                      * size, same results to the bit, and no more memory (the file's pages of
+                      * those matrices are released). Large models write the packed form once to
+                      * the per-user cache ($XDG_CACHE_HOME/arbor/packed, else
+                      * ~/.cache/arbor/packed) and map it on later loads. false: in place. */
 } arbor_model_params;
 ARBOR_API arbor_model_params arbor_model_default_params(void);
 /* Loads a GGUF file (architectures llama (Llama 1-3, Mistral), qwen2, qwen3, gemma2, phi3); a

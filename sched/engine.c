@@ -191,6 +191,14 @@ static ar_status drafter_weights(ar_engine *e) {
 ar_status ar_engine_apply_budget(ar_engine *e) {
     const uint64_t budget = e->params.mem_budget;
     if (!budget || e->stream) return AR_OK;
+    /* streamed layers are the file's bytes: a packed copy would be a second copy of what the
+     * budget leaves out, held outside it */
+    const ar_model *dm = e->spec ? ar_drafter_model(e->spec->drafter) : NULL;
+    if (e->model->packed || (dm && dm->packed))
+        return ar_fail(AR_ERR_INVALID_ARG,
+                       "%s: loaded with its matrices packed (repack): under a memory budget load "
+                       "the verifier and its drafter with repack off",
+                       e->model->packed ? e->model->path : dm->path);
     ar_status s = drafter_weights(e);
     if (s != AR_OK) return s;
     ar_engine_memory mem;
@@ -198,7 +206,6 @@ ar_status ar_engine_apply_budget(ar_engine *e) {
     const uint64_t fixed = mem.kv + mem.buffers + mem.drafter + mem.drafter_weights + mem.process;
     ar_stream_params sp = ar_stream_default_params();
     sp.budget = budget > fixed ? budget - fixed : 0;
-    const ar_model *dm = e->spec ? ar_drafter_model(e->spec->drafter) : NULL;
     if (dm == e->model) sp.min_resident = ar_drafter_layers(e->spec->drafter); /* self:M */
     if (getenv("ARBOR_STREAM_BUFFERED")) sp.direct = false; /* tests of the fallback */
     ar_stream_plan plan;

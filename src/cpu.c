@@ -4,6 +4,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static ar_cpu_features features;
 
@@ -31,6 +35,21 @@ static void detect(ar_cpu_features *f) {
         f->avx512bw = zmm_ok && ((b >> 30) & 1);
         f->avx512vl = zmm_ok && ((b >> 31) & 1);
         f->avx512vnni = zmm_ok && ((c >> 11) & 1);
+        /* AMX: TILE (bit 24) and INT8 (bit 25) of EDX, XTILECFG and XTILEDATA in XCR0 */
+        f->amx = ((d >> 24) & 1) && ((d >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
+    }
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    /* Linux hands out the 8 KB of tile state per process on request (ARCH_REQ_XCOMP_PERM for
+     * XFEATURE_XTILEDATA); without it the first tile instruction faults */
+    if (f->amx) f->amx = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    f->amx = false;
+#endif
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+        const unsigned fam = (a >> 8) & 0xf, mod = (a >> 4) & 0xf;
+        f->family = fam == 0xf ? fam + ((a >> 20) & 0xff) : fam;
+        f->model = fam == 0x6 || fam == 0xf ? mod | ((a >> 12) & 0xf0) : mod;
+        f->stepping = a & 0xf;
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f->avx512bf16 = zmm_ok && ((a >> 5) & 1);
     f->fma = f->fma && ymm_ok;
@@ -53,6 +72,7 @@ const char *ar_simd_name(ar_simd_level l) {
     case AR_SIMD_AVX2: return "avx2";
     case AR_SIMD_AVX512: return "avx512";
     case AR_SIMD_AVX512VNNI: return "avx512vnni";
+    case AR_SIMD_AMX: return "amx";
     }
     return "?";
 }
@@ -70,12 +90,14 @@ void ar_cpu_init(void) {
     if (l == AR_SIMD_AVX2 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq)
         l = AR_SIMD_AVX512;
     if (l == AR_SIMD_AVX512 && f->avx512vnni) l = AR_SIMD_AVX512VNNI;
+    if (l == AR_SIMD_AVX512VNNI && f->amx) l = AR_SIMD_AMX;
     const char *cap = getenv("ARBOR_CPU");
     if (cap) {
         ar_simd_level c = l;
         if (!strcmp(cap, "scalar")) c = AR_SIMD_SCALAR;
         else if (!strcmp(cap, "avx2")) c = AR_SIMD_AVX2;
         else if (!strcmp(cap, "avx512")) c = AR_SIMD_AVX512;
+        else if (!strcmp(cap, "avx512vnni")) c = AR_SIMD_AVX512VNNI;
         if (c < l) l = c;
     }
     f->level = l;

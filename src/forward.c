@@ -7,9 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "matmul.h"
+#include "kernels/matmul.h"
 #include "model.h"
-#include "quants.h"
+#include "kernels/kernels.h"
 #include "stream.h"
 
 struct ar_workspace {
@@ -135,7 +135,7 @@ static ar_status ensure_thread_buffers(ar_workspace *w, int n_thr, int group) {
 /* ---- the math, one row at a time ---- */
 
 /* o = x / sqrt(mean(x^2) + eps) * g; the sum of squares in double, as ggml does (vectorised:
- * quants.h) */
+ * kernels/kernels.h) */
 static void rmsnorm(float *o, const float *x, const float *g, int n, float eps) {
     ar_rmsnorm_row(o, x, g, n, eps);
 }
@@ -192,7 +192,7 @@ static void rope_apply(float *x, int n_heads, int hd, int n_rot, const float *cs
     }
 }
 
-/* g = act(g) * u over n values: silu (vectorised: quants.h) or gelu_tanh */
+/* g = act(g) * u over n values: silu (vectorised: kernels/kernels.h) or gelu_tanh */
 static void gated_act(ar_ffn_act act, float *g, const float *u, size_t n) {
     if (act == AR_FFN_GELU_TANH) ar_geglu_row(g, u, (int64_t)n);
     else ar_swiglu_row(g, u, (int64_t)n);
@@ -233,7 +233,7 @@ static int32_t visible_cells(const attn_job *j, int32_t i, int32_t *cells) {
 }
 
 /* One item = one row and one KV head: the query heads sharing that KV head are computed
- * together (quants.h: ar_attn_args), so each visible cell's K and V are read once for them. */
+ * together (kernels/kernels.h: ar_attn_args), so each visible cell's K and V are read once for them. */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     const ar_hparams *hp = j->hp;

@@ -2,14 +2,21 @@
  * them) and the KV cache. The forward pass is in forward.c. */
 #include "model.h"
 
-#include "matmul.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
+
+#include "cache.h"
 
 /* One row per architecture: everything the loader and the forward pass need to know about it. */
 static const ar_arch_traits arch_traits[AR_ARCH_COUNT] = {
@@ -44,7 +51,7 @@ static bool arch_from_name(ar_str name, ar_arch *out) {
 }
 
 ar_model_params ar_model_default_params(void) {
-    return (ar_model_params){.vocab_only = false, .resident = false, .repack = false};
+    return (ar_model_params){.vocab_only = false, .resident = false, .repack = true};
 }
 
 /* ---- the weight fields of a layer ---- */
@@ -80,7 +87,8 @@ int ar_layer_rebase(ar_layer *L, const void *from, size_t len, const void *to) {
     int n = 0;
     for (size_t i = 0; i < AR_ARRAY_LEN(layer_matrices); i++) {
         ar_tensor *t = (ar_tensor *)((uint8_t *)L + layer_matrices[i]);
-        if (in_range(t->data, from, len)) t->data = moved(t->data, from, to), n++;
+        /* the view reads the file's bytes: a packed copy of the model's is not the view's */
+        if (in_range(t->data, from, len)) t->data = moved(t->data, from, to), t->packed = NULL, n++;
     }
     for (size_t i = 0; i < AR_ARRAY_LEN(layer_vectors); i++) {
         const float **v = (const float **)((uint8_t *)L + layer_vectors[i]);
@@ -363,7 +371,9 @@ static ar_status get_tensor(ar_model *m, const char *name, int64_t n_in, int64_t
     return AR_OK;
 }
 
-/* A 1-D F32 vector of n values: zero-copy when stored as F32, else dequantized into `owned`. */
+/* A 1-D F32 vector of n values, copied (dequantized) into `owned`: the forward pass never reads
+ * the file's pages around it, which with packed matrices are otherwise cold (and with the page
+ * cache's 2 MB folios, one read would map the whole folio). */
 typedef struct owned_buf {
     float *data;
     size_t used, cap;
@@ -375,10 +385,6 @@ static ar_status get_vector(ar_model *m, owned_buf *ob, const char *name, int64_
     ar_status s = get_tensor(m, name, n, 0, optional, &t);
     *out = NULL;
     if (s != AR_OK || !t.data) return s;
-    if (t.type == AR_TYPE_F32) {
-        *out = t.data;
-        return AR_OK;
-    }
     const ar_type_traits *tt = ar_type_get(t.type);
     if (ob->used + (size_t)n > ob->cap)
         return ar_fail(AR_ERR_INTERNAL, "%s: vector buffer too small", m->path);
@@ -528,21 +534,7 @@ uint64_t ar_model_weight_bytes(const ar_model *m) {
     return total;
 }
 
-/* Touches every page of the mapping so a resident model never faults during drafting, and
- * locks it in memory when the process may (RLIMIT_MEMLOCK); failure to lock is not an error. */
-static void make_resident(ar_model *m) {
-    const ar_gguf *g = m->gguf;
-    if (!g->owns_map) return;
-    madvise((void *)g->map, g->size, MADV_WILLNEED);
-    long page = sysconf(_SC_PAGESIZE);
-    volatile uint8_t sink = 0;
-    for (size_t off = 0; off < g->size; off += (size_t)page) sink ^= g->map[off];
-    (void)sink;
-    m->resident = mlock(g->map, g->size) == 0;
-    m->faulted_in = true;
-}
-
-/* The matrices the forward pass multiplies by, for repacking. */
+/* The matrices the forward pass multiplies by, for packing. */
 static int model_matrices(ar_model *m, ar_tensor **out) {
     int n = 0;
     for (int32_t l = 0; l < m->hp.n_layer; l++)
@@ -556,39 +548,276 @@ static int model_matrices(ar_model *m, ar_tensor **out) {
     return n + 1;
 }
 
-/* One allocation holds every matrix's repacked copy (64-byte aligned offsets). */
-static ar_status repack(ar_model *m) {
+/* ---- packed weights (the default) ----
+ * Every matrix whose format has a 16-row kernel over packed groups on this CPU is used in that
+ * layout (kernels.h: a rearrangement of its bytes, the same size), not in the file's: the file's
+ * pages of those matrices are released once packed, so the process holds one copy. Models with
+ * more than PACK_CACHE_MIN bytes to pack write the packed form once to the per-user cache
+ * (packed/<key>.bin, the key hashing the file's identity and what is packed) and map it on later
+ * loads, which then cost nothing; smaller ones (and any model whose cache entry cannot be
+ * written) are packed into anonymous memory at every load. A cache entry that does not match
+ * what this load expects is ignored with a warning (m->pack_note) and rewritten. */
+
+#define PACK_CACHE_MIN ((size_t)64 << 20)
+#define PACK_MAGIC     "ARBORPK1"
+#define PACK_VERSION   1u
+#define PACK_ALIGN     4096 /* of every matrix in the cache file (direct I/O can read them) */
+#define PACK_HUGE      ((size_t)2 << 20)
+
+typedef struct pack_header {
+    char magic[8];
+    uint32_t version, n;
+    uint64_t key, file_bytes;
+} pack_header; /* then n (offset, bytes) pairs of uint64, all within the first PACK_ALIGN x k */
+
+typedef struct pack_plan {
+    int n;
+    ar_tensor **mats;
+    size_t *off, *bytes; /* each matrix's place in the packed image */
+    size_t header, total;
+    uint64_t key;
+} pack_plan;
+
+static void pack_note(ar_model *m, const char *fmt, const char *a, const char *b) {
+    snprintf(m->pack_note, sizeof m->pack_note, fmt, a, b);
+}
+
+/* Releases the file's pages of [p, p + n) (only whole pages inside it): the packed form is read
+ * instead. Harmless if they are read again: a private read-only mapping refills from the file. */
+static void release_pages(const ar_model *m, const void *p, size_t n) {
+    if (!m->gguf->owns_map) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* What is packed where; n = 0 when nothing is. */
+static ar_status pack_plan_make(ar_model *m, pack_plan *pl) {
+    *pl = (pack_plan){0};
     const int n = model_matrices(m, NULL);
-    ar_tensor **mats = malloc(sizeof *mats * (size_t)n);
-    if (!mats) return ar_fail(AR_ERR_NOMEM, "%s: out of memory", m->path);
-    model_matrices(m, mats);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += (ar_matmul_packed_bytes(mats[i]) + 63) / 64 * 64;
-    if (total > 0) {
-        /* 2 MB aligned, and huge pages asked for where the kernel gives them on request: the
-         * kernels stream the whole copy every token, and 4 KB pages cost a TLB miss each */
-        const size_t huge = (size_t)2 << 20;
-        total = (total + huge - 1) / huge * huge;
-        if (posix_memalign(&m->packed, huge, total) != 0) {
-            free(mats);
-            return ar_fail(AR_ERR_NOMEM, "%s: no memory for the repacked weights (%zu MB)",
-                           m->path, total >> 20);
-        }
-        m->packed_bytes = total;
+    ar_tensor **all = malloc(sizeof *all * (size_t)n);
+    pl->mats = malloc(sizeof *pl->mats * (size_t)n);
+    pl->off = malloc(sizeof *pl->off * (size_t)n);
+    pl->bytes = malloc(sizeof *pl->bytes * (size_t)n);
+    if (!all || !pl->mats || !pl->off || !pl->bytes) {
+        free(all);
+        return ar_fail(AR_ERR_NOMEM, "%s: out of memory", m->path);
+    }
+    model_matrices(m, all);
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = ar_matmul_packed_bytes(all[i]);
+        bool seen = false; /* a tied output is the embedding: packed once */
+        for (int j = 0; j < pl->n; j++) seen |= pl->mats[j] == all[i];
+        if (bytes && !seen) pl->mats[pl->n] = all[i], pl->bytes[pl->n++] = bytes;
+    }
+    free(all);
+    pl->header = (sizeof(pack_header) + 16 * (size_t)pl->n + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+    uint64_t h = 0;
+    ar_status s = ar_file_identity(m->path, &h);
+    if (s != AR_OK) ar_clear_error(), h = 0; /* no identity: no cache (pl->key = 0) */
+    size_t off = pl->header;
+    for (int i = 0; i < pl->n; i++) {
+        const ar_tensor *t = pl->mats[i];
+        pl->off[i] = off;
+        off += (pl->bytes[i] + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+        const uint64_t f[5] = {h, (uint64_t)t->type, (uint64_t)t->ne[0], (uint64_t)t->ne[1],
+                               (uint64_t)((const uint8_t *)t->data - m->gguf->map)};
+        h = h ? XXH64(f, sizeof f, PACK_VERSION) : 0;
+    }
+    pl->total = off;
+    pl->key = h;
+    return AR_OK;
+}
+
+static void pack_plan_free(pack_plan *pl) {
+    free(pl->mats);
+    free(pl->off);
+    free(pl->bytes);
+}
+
+/* Packs matrix i into out (the plan's bytes), then releases its file pages. */
+static void pack_one(ar_model *m, const pack_plan *pl, int i, void *out) {
+    ar_matmul_repack(pl->mats[i], out);
+    release_pages(m, pl->mats[i]->data, (size_t)pl->mats[i]->ne[1] * pl->mats[i]->nb1);
+}
+
+static void pack_attach(ar_model *m, const pack_plan *pl, uint8_t *base) {
+    for (int i = 0; i < pl->n; i++) pl->mats[i]->packed = base + pl->off[i];
+}
+
+/* 2 MB aligned anonymous memory (huge pages asked for: the kernels stream it whole). */
+static ar_status pack_in_memory(ar_model *m, const pack_plan *pl) {
+    const size_t total = (pl->total + PACK_HUGE - 1) / PACK_HUGE * PACK_HUGE;
+    void *mem = NULL;
+    if (posix_memalign(&mem, PACK_HUGE, total) != 0)
+        return ar_fail(AR_ERR_NOMEM, "%s: no memory for the packed weights (%zu MB)", m->path,
+                       total >> 20);
 #ifdef MADV_HUGEPAGE
-        madvise(m->packed, total, MADV_HUGEPAGE); /* advice: failure is harmless */
+    madvise(mem, total, MADV_HUGEPAGE); /* advice: failure is harmless */
 #endif
-        size_t off = 0;
-        for (int i = 0; i < n; i++) {
-            const size_t bytes = ar_matmul_packed_bytes(mats[i]);
-            if (!bytes) continue;
-            ar_matmul_repack(mats[i], (uint8_t *)m->packed + off);
-            mats[i]->packed = (uint8_t *)m->packed + off;
-            off += (bytes + 63) / 64 * 64;
+    for (int i = 0; i < pl->n; i++) pack_one(m, pl, i, (uint8_t *)mem + pl->off[i]);
+    m->packed = mem;
+    m->packed_bytes = total;
+    m->packed_mapped = false;
+    pack_attach(m, pl, mem);
+    return AR_OK;
+}
+
+/* Maps the cache entry when it is this plan's; false (with m->pack_note) when it is not. */
+static bool pack_map_cached(ar_model *m, const pack_plan *pl, const char *path) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false; /* no entry yet */
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && (size_t)st.st_size == pl->total;
+    uint8_t *head = ok ? malloc(pl->header) : NULL;
+    ok = head && pread(fd, head, pl->header, 0) == (ssize_t)pl->header;
+    if (ok) {
+        pack_header h;
+        memcpy(&h, head, sizeof h);
+        ok = !memcmp(h.magic, PACK_MAGIC, 8) && h.version == PACK_VERSION &&
+             h.n == (uint32_t)pl->n && h.key == pl->key && h.file_bytes == pl->total;
+        for (int i = 0; ok && i < pl->n; i++) {
+            uint64_t e[2];
+            memcpy(e, head + sizeof h + 16 * (size_t)i, 16);
+            ok = e[0] == pl->off[i] && e[1] == pl->bytes[i];
         }
     }
-    free(mats);
+    free(head);
+    void *map = MAP_FAILED;
+    if (ok) { /* at a 2 MB aligned address: the page cache's large folios map as huge pages */
+        uint8_t *r = mmap(NULL, pl->total + PACK_HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                          -1, 0);
+        if (r != MAP_FAILED) {
+            uint8_t *a = (uint8_t *)(((uintptr_t)r + PACK_HUGE - 1) & ~(uintptr_t)(PACK_HUGE - 1));
+            map = mmap(a, pl->total, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+            if (a > r) munmap(r, (size_t)(a - r));
+            munmap(a + pl->total, (size_t)(r + pl->total + PACK_HUGE - (a + pl->total)));
+            if (map == MAP_FAILED) munmap(a, pl->total);
+        }
+    }
+    close(fd);
+    if (map == MAP_FAILED) {
+        pack_note(m, "ignored the packed-weights cache entry %s%s: it does not match this model "
+                     "(rewritten)", path, "");
+        return false;
+    }
+    m->packed = map;
+    m->packed_bytes = pl->total;
+    m->packed_mapped = true;
+    pack_attach(m, pl, map);
+    for (int i = 0; i < pl->n; i++)
+        release_pages(m, pl->mats[i]->data, (size_t)pl->mats[i]->ne[1] * pl->mats[i]->nb1);
+    return true;
+}
+
+/* Writes the cache entry at path (through a temporary file renamed into place). */
+static ar_status pack_write_cache(ar_model *m, const pack_plan *pl, const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return ar_fail(AR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t cap = pl->header;
+    for (int i = 0; i < pl->n; i++) cap = AR_MAX(cap, pl->bytes[i]);
+    uint8_t *buf = ar_aligned_alloc(cap);
+    bool ok = buf != NULL;
+    if (ok) {
+        pack_header h = {.version = PACK_VERSION, .n = (uint32_t)pl->n, .key = pl->key,
+                         .file_bytes = pl->total};
+        memcpy(h.magic, PACK_MAGIC, 8);
+        memcpy(buf, &h, sizeof h);
+        for (int i = 0; i < pl->n; i++) {
+            const uint64_t e[2] = {pl->off[i], pl->bytes[i]};
+            memcpy(buf + sizeof h + 16 * (size_t)i, e, 16);
+        }
+        ok = pwrite(fd, buf, pl->header, 0) == (ssize_t)pl->header;
+    }
+    for (int i = 0; ok && i < pl->n; i++) {
+        pack_one(m, pl, i, buf);
+        for (size_t done = 0; ok && done < pl->bytes[i];) {
+            const ssize_t w = pwrite(fd, buf + done, pl->bytes[i] - done, (off_t)(pl->off[i] + done));
+            ok = w > 0 || (w < 0 && errno == EINTR);
+            if (w > 0) done += (size_t)w;
+        }
+    }
+    ok = ok && ftruncate(fd, (off_t)pl->total) == 0;
+    const int err = errno;
+    ar_aligned_free(buf);
+    if (close(fd) != 0 || !ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return ar_fail(AR_ERR_IO, "%s: cannot write: %s", path, strerror(ok ? errno : err));
+    }
     return AR_OK;
+}
+
+static ar_status pack_weights(ar_model *m) {
+    pack_plan pl;
+    ar_status s = pack_plan_make(m, &pl);
+    if (s != AR_OK || pl.n == 0) {
+        pack_plan_free(&pl);
+        return s;
+    }
+    char path[4096], name[64];
+    snprintf(name, sizeof name, "packed/%016llx.bin", (unsigned long long)pl.key);
+    /* ARBOR_PACK_CACHE_MIN (bytes) overrides the threshold: tests use the cache with tiny models */
+    const char *min_env = getenv("ARBOR_PACK_CACHE_MIN");
+    const size_t min = min_env ? (size_t)strtoull(min_env, NULL, 10) : PACK_CACHE_MIN;
+    const bool cache = pl.key && pl.total >= min && m->gguf->owns_map &&
+                       ar_cache_path(name, path, sizeof path) == AR_OK;
+    if (cache && pack_map_cached(m, &pl, path)) {
+        m->packed_from = "cache";
+    } else if (cache && pack_write_cache(m, &pl, path) == AR_OK && pack_map_cached(m, &pl, path)) {
+        m->packed_from = "cache (written)";
+    } else {
+        if (cache) pack_note(m, "packed weights kept in memory: %s%s", ar_last_error(), "");
+        ar_clear_error();
+        s = pack_in_memory(m, &pl);
+        m->packed_from = "memory";
+    }
+    if (s == AR_OK) {
+        char note[sizeof m->pack_note] = "";
+        ar_kernels_tune((const ar_tensor *const *)pl.mats, pl.n, pl.total >= PACK_CACHE_MIN, note,
+                        sizeof note);
+        if (note[0] && !m->pack_note[0]) memcpy(m->pack_note, note, sizeof note);
+    }
+    /* what the file's mapping is still read for (embedding rows, norms) must not bring in the
+     * 2 MB huge pages around it (the page cache's large folios map whole where they can) */
+#ifdef MADV_NOHUGEPAGE
+    if (s == AR_OK && m->gguf->owns_map)
+        madvise((void *)m->gguf->map, m->gguf->size, MADV_NOHUGEPAGE);
+#endif
+    pack_plan_free(&pl);
+    return s;
+}
+
+/* Touches every page the model reads so a resident model never faults during drafting, and
+ * locks them in memory when the process may (RLIMIT_MEMLOCK); failure to lock is not an error.
+ * The file's pages of packed matrices are not read: the packed form is touched instead. */
+static void make_resident(ar_model *m) {
+    const ar_gguf *g = m->gguf;
+    if (!g->owns_map) return;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    volatile uint8_t sink = 0;
+    bool locked = true;
+    ar_tensor *mats[1024];
+    const int n = model_matrices(m, NULL) <= 1024 ? model_matrices(m, mats) : 0;
+    for (size_t off = 0; off < g->size; off += page) {
+        bool skip = false;
+        for (int i = 0; i < n && !skip; i++) {
+            const uint8_t *d = mats[i]->data;
+            skip = mats[i]->packed && g->map + off >= d &&
+                   g->map + off + page <= d + (size_t)mats[i]->ne[1] * mats[i]->nb1;
+        }
+        if (skip) continue;
+        sink ^= g->map[off];
+        locked &= mlock(g->map + off, page) == 0;
+    }
+    if (m->packed) {
+        for (size_t off = 0; off < m->packed_bytes; off += page) sink ^= ((uint8_t *)m->packed)[off];
+        locked &= mlock(m->packed, m->packed_bytes) == 0;
+    }
+    (void)sink;
+    m->resident = locked;
+    m->faulted_in = true;
 }
 
 ar_status ar_model_load(const char *path, ar_model_params params, ar_model **out) {
@@ -627,8 +856,8 @@ ar_status ar_model_load(const char *path, ar_model_params params, ar_model **out
                         path, ar_vocab_n_tokens(m->vocab), m->hp.n_vocab);
             goto fail;
         }
+        if (params.repack && (s = pack_weights(m)) != AR_OK) goto fail;
         if (params.resident) make_resident(m);
-        if (params.repack && (s = repack(m)) != AR_OK) goto fail;
     }
     *out = m;
     return AR_OK;
@@ -639,12 +868,16 @@ fail:
 
 void ar_model_free(ar_model *m) {
     if (!m) return;
-    if (m->resident) munlock(m->gguf->map, m->gguf->size);
+    if (m->resident) {
+        munlock(m->gguf->map, m->gguf->size);
+        if (m->packed) munlock(m->packed, m->packed_bytes);
+    }
     ar_vocab_free(m->vocab);
     ar_gguf_close(m->gguf);
     free(m->layers);
     free(m->owned);
-    free(m->packed);
+    if (m->packed_mapped) munmap(m->packed, m->packed_bytes);
+    else free(m->packed);
     free(m->path);
     free(m);
 }

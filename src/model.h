@@ -113,7 +113,8 @@ typedef struct ar_layer {
 
 /* Every weight pointer of a layer (the matrices' data and the vectors) that lies in
  * [from, from + len) is moved to the same offset from `to`: a layer view over a copy of those
- * bytes (weight streaming). Returns how many pointers moved. */
+ * bytes (weight streaming); a moved matrix reads its rows in place (no packed copy). Returns how
+ * many pointers moved. */
 int ar_layer_rebase(ar_layer *L, const void *from, size_t len, const void *to);
 /* Whether any weight pointer of the layer lies in [from, from + len). */
 bool ar_layer_points_into(const ar_layer *L, const void *from, size_t len);
@@ -134,15 +135,19 @@ typedef struct ar_model {
     void *owned;              /* dequantized copies of small 1-D tensors stored in other formats */
     bool resident;            /* pre-faulted and mlocked */
     bool faulted_in;          /* pre-faulted (params.resident), locked or not */
-    void *packed;             /* repacked copies of the matrices (params.repack), or NULL */
+    void *packed;             /* the packed matrices (params.repack), or NULL */
     size_t packed_bytes;
+    bool packed_mapped;       /* packed is a mapping of a cache entry (else malloc'd) */
+    const char *packed_from;  /* "cache", "cache (written)" or "memory" */
+    char pack_note[512];      /* a warning about the packed-weights cache, or "" */
 } ar_model;
 
 typedef struct ar_model_params {
     bool vocab_only; /* load only the tokenizer (any architecture) */
     bool resident;   /* pre-fault the mapping and try mlock (drafters) */
-    bool repack;     /* repacked copies for the n <= 4 kernels where the CPU has them: faster
-                      * decoding, about twice the memory (matmul.h) */
+    bool repack;     /* the matrices in the packed layout wherever this CPU has kernels that
+                      * read it (the default; false: every matrix read in place from the file):
+                      * the same memory, faster, bit-identical results (model.c) */
 } ar_model_params;
 
 ar_model_params ar_model_default_params(void);

@@ -164,7 +164,8 @@ static ar_status make_view(const ar_stream *s, const unit *u, const uint8_t *buf
         const uint8_t *from = g->map + u->ext[e].off, *to = buf + u->ext[e].buf_off;
         const size_t len = u->ext[e].len;
         const uint8_t *hd = head->data;
-        if (hd >= from && hd < from + len) head->data = to + (hd - from), moved_head = true;
+        if (hd >= from && hd < from + len)
+            head->data = to + (hd - from), head->packed = NULL, moved_head = true;
         const uint8_t *nd = (const uint8_t *)*head_norm;
         if (nd >= from && nd < from + len) *head_norm = (const float *)(to + (nd - from));
     }

@@ -2,7 +2,7 @@
  * read-only weight tensor view used by the model. Block layouts are bit-exact with GGUF/ggml.
  *
  * Every format has a scalar reference implementation kept for tests (quants.c). Fast paths
- * (kernels_*.c) are chosen at run time by CPU feature and must agree with the reference. */
+ * (src/kernels/) are chosen at run time by CPU feature and must agree with the reference. */
 #ifndef ARBOR_TENSOR_H
 #define ARBOR_TENSOR_H
 
@@ -66,7 +66,8 @@ typedef struct ar_tensor {
     int64_t ne[4];
     size_t nb1; /* bytes per row */
     const void *data;
-    const void *packed; /* optional repacked copy for the n <= 4 kernels (ar_matmul_repack) */
+    const void *packed; /* optional packed form for the 16-row kernels (ar_matmul_repack), or
+                         * NULL: the kernels then read `data` in place */
 } ar_tensor;
 
 #endif

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "src/cpu.h"
-#include "src/matmul.h"
+#include "src/kernels/kernels.h"
+#include "src/kernels/matmul.h"
 #include "src/model.h"
 #include "src/sampling.h"
 #include "tests/util/arch_models.h"
@@ -66,8 +66,9 @@ static float *eval_one_by_one(fixture_model *f, const int32_t *seq, int n, ar_po
     return out;
 }
 
-/* repack: the model also carries repacked matrices (ar_model_params.repack), and its logits
- * must be the in-place model's, bit for bit */
+/* repack: the model's matrices are packed where the CPU reads them so (ar_model_params.repack,
+ * the default), and its logits must be the in-place model's, bit for bit; else every matrix is
+ * read in place */
 static void check_model(const char *file, bool repack) {
     fixture_model f;
     open_model(file, &f, repack);
@@ -81,12 +82,12 @@ static void check_model(const char *file, bool repack) {
                   "%s: 1 vs 2 threads differ", file);
     free(single2);
     if (repack) {
-        cr_assert_gt(m->packed_bytes, 0, "%s: nothing repacked", file);
+        cr_assert_gt(m->packed_bytes, 0, "%s: nothing packed", file);
         fixture_model in_place;
         open_model(file, &in_place, false);
         float *ref = eval_one_by_one(&in_place, seq, SEQ, in_place.pool2);
         cr_assert(!memcmp(single, ref, sizeof(float) * (size_t)V * SEQ),
-                  "%s: repacked and in-place weights differ", file);
+                  "%s: packed and in-place weights differ", file);
         free(ref);
         close_model(&in_place);
     }
@@ -178,20 +179,26 @@ static void check_model(const char *file, bool repack) {
 
 #define INV_TEST(name, file)                                                                     \
     Test(batch_invariance, name, .timeout = 300) { check_model(file, false); }
-/* repacked copies exist only where the CPU has the kernels that read them (AVX-512 VNNI) */
-#define INV_TEST_REPACKED(name, file)                                                            \
+/* packed matrices exist only where the CPU has the kernels that read them (AVX-512 VNNI) */
+#define INV_TEST_PACKED(name, file, type)                                                        \
     Test(batch_invariance, name, .timeout = 300) {                                               \
         ar_runtime_init();                                                                       \
-        ar_tensor probe = {.type = AR_TYPE_Q8_0, .ne = {32, 16, 1, 1}, .nb1 = 34};               \
-        if (!ar_matmul_packed_bytes(&probe))                                                     \
-            cr_skip_test("no repacked kernel on this CPU (%s)", ar_cpu()->brand);                \
+        if (!ar_packed_get(type)) cr_skip_test("no packed %s kernel on this CPU", #type);       \
         check_model(file, true);                                                                 \
     }
 
-INV_TEST_REPACKED(llama2xs_q8_0_repacked, "llama2xs-260K-q8_0.gguf")
-INV_TEST_REPACKED(llama2xs_q4_0_repacked, "llama2xs-260K-q4_0.gguf")
-INV_TEST_REPACKED(synth_llama_q8_0_repacked, "synth-llama-q8_0.gguf")
-INV_TEST_REPACKED(synth_llama_q4_0_repacked, "synth-llama-q4_0.gguf")
+INV_TEST_PACKED(llama2xs_q8_0_packed, "llama2xs-260K-q8_0.gguf", AR_TYPE_Q8_0)
+INV_TEST_PACKED(llama2xs_q4_0_packed, "llama2xs-260K-q4_0.gguf", AR_TYPE_Q4_0)
+INV_TEST_PACKED(synth_llama_q8_0_packed, "synth-llama-q8_0.gguf", AR_TYPE_Q8_0)
+INV_TEST_PACKED(synth_llama_q4_0_packed, "synth-llama-q4_0.gguf", AR_TYPE_Q4_0)
+INV_TEST_PACKED(synth_llama_q4_1_packed, "synth-llama-q4_1.gguf", AR_TYPE_Q4_1)
+INV_TEST_PACKED(synth_llama_q5_0_packed, "synth-llama-q5_0.gguf", AR_TYPE_Q5_0)
+INV_TEST_PACKED(synth_llama_q5_1_packed, "synth-llama-q5_1.gguf", AR_TYPE_Q5_1)
+INV_TEST_PACKED(synth_llama_q4_k_packed, "synth-llama-q4_k.gguf", AR_TYPE_Q4_K)
+INV_TEST_PACKED(synth_llama_q5_k_packed, "synth-llama-q5_k.gguf", AR_TYPE_Q5_K)
+INV_TEST_PACKED(synth_llama_q6_k_packed, "synth-llama-q6_k.gguf", AR_TYPE_Q6_K)
+INV_TEST_PACKED(synth_llama_q4_k_m_packed, "synth-llama-q4_k_m.gguf", AR_TYPE_Q4_K)
+INV_TEST_PACKED(synth_qwen2_q8_0_packed, "synth-qwen2-q8_0.gguf", AR_TYPE_Q8_0)
 
 INV_TEST(stories260K_f32, "stories260K-f32.gguf")
 INV_TEST(llama2xs_q8_0, "llama2xs-260K-q8_0.gguf")

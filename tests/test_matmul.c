@@ -14,9 +14,9 @@
 #include <string.h>
 
 #include "src/cpu.h"
-#include "src/matmul.h"
+#include "src/kernels/matmul.h"
 #include "src/model.h"
-#include "src/quants.h"
+#include "src/kernels/kernels.h"
 
 static void init(void) {
     ar_runtime_init();
@@ -68,7 +68,7 @@ static uint8_t *make_weights(ar_type t, int64_t k, int rows, bool hostile) {
     return w;
 }
 
-/* packed: W also carries its repacked copy (ar_matmul_repack), where this level's n <= 4 kernel
+/* packed: W also carries its packed form (ar_matmul_repack), where this level has a kernel that
  * reads one */
 static void check(ar_type t, int64_t k, int rows, int n, bool hostile, ar_pool *pool,
                   const char *level, bool packed) {
@@ -171,10 +171,11 @@ static void check_level(ar_simd_level level) {
                 const char *lv = ar_simd_name(level);
                 check(t, ks[ki], rows, ns[ni], false, ni % 2 ? pool : NULL, lv, false);
                 if (ki == 2) check(t, ks[ki], rows, ns[ni], true, pool, lv, false);
-                /* repacked copies (groups of 16 rows: a whole group and a partial one) */
-                if ((t == AR_TYPE_Q4_0 || t == AR_TYPE_Q8_0) && ns[ni] <= 5) {
+                /* packed groups (16 rows: a whole group and a partial one) at every n, where
+                 * this level has a packed kernel for the format */
+                if (ar_packed_get(t)) {
                     check(t, ks[ki], rows + 16, ns[ni], false, ni % 2 ? pool : NULL, lv, true);
-                    check(t, ks[ki], rows + 16, ns[ni], true, pool, lv, true);
+                    check(t, ks[ki], rows + 16, ns[ni], true, ni % 2 ? NULL : pool, lv, true);
                 }
             }
     }
@@ -193,6 +194,10 @@ Test(matmul, avx512_level, .timeout = 120) {
 Test(matmul, avx512vnni_level, .timeout = 120) {
     check_level(AR_SIMD_AVX512VNNI);
 }
+Test(matmul, amx_level, .timeout = 120) {
+    if (ar_cpu()->level < AR_SIMD_AMX) cr_skip_test("no AMX on this CPU");
+    check_level(AR_SIMD_AMX);
+}
 
 /* The batched kernels exist where they should (a format without one silently falls back to one
  * dot product per output, which is correct but slow). */
@@ -201,7 +206,7 @@ Test(matmul, batched_kernels_present) {
     static const int ns[] = {1, 2, 3, 4, 8, 16, 64};
     for (size_t f = 0; f < AR_ARRAY_LEN(formats); f++)
         for (size_t i = 0; i < AR_ARRAY_LEN(ns); i++) {
-            const ar_gemm_kernel *g = ar_gemm_get(formats[f], ns[i]);
+            const ar_gemm_kernel *g = ar_gemm_get(formats[f], ns[i], true);
             if (!g) {
                 cr_assert(ns[i] == 1, "%s has no batched kernel for n = %d",
                           ar_type_get(formats[f])->name, ns[i]);
@@ -213,6 +218,16 @@ Test(matmul, batched_kernels_present) {
             cr_assert(g->max_rows * g->lanes * g->max_groups <= 256);
             cr_assert(g->width == g->lanes * g->rep || g->panel == AR_PANEL_ROWS || g->width == 1);
         }
+    /* with VNNI, every format people download has a kernel over packed groups */
+    static const ar_type packed[] = {AR_TYPE_Q4_0, AR_TYPE_Q4_1, AR_TYPE_Q5_0, AR_TYPE_Q5_1,
+                                     AR_TYPE_Q8_0, AR_TYPE_Q4_K, AR_TYPE_Q5_K, AR_TYPE_Q6_K};
+    for (size_t f = 0; f < AR_ARRAY_LEN(packed); f++) {
+        const ar_gemm_kernel *p = ar_packed_get(packed[f]);
+        if (ar_cpu()->level < AR_SIMD_AVX512VNNI) continue;
+        cr_assert(p && p->rows16 && p->lanes == 16 && p->max_groups == 1,
+                  "%s has no packed kernel", ar_type_get(packed[f])->name);
+        cr_assert(ar_pack_group_bytes(packed[f], 4096) % 64 == 0);
+    }
 }
 
 /* Rows meant to break a vectorised quantizer: ties (x * 127/amax landing on .5), zeros, one

@@ -19,7 +19,7 @@
 
 #include "src/cpu.h"
 #include "src/gguf.h"
-#include "src/quants.h"
+#include "src/kernels/kernels.h"
 
 #define FIX ARBOR_FIXTURES
 
@@ -98,56 +98,14 @@ typedef struct {
 static int kernels_for(ar_type t, kernel out[3]) {
     const ar_cpu_features *f = ar_cpu();
     int n = 0;
-    ar_vec_dot_fn avx2 = NULL, avx512 = NULL;
-    switch (t) {
-    case AR_TYPE_F32:
-        avx2 = ar_vec_dot_f32_avx2, avx512 = ar_vec_dot_f32_avx512;
-        break;
-    case AR_TYPE_F16:
-        avx2 = ar_vec_dot_f16_avx2, avx512 = ar_vec_dot_f16_avx512;
-        break;
-    case AR_TYPE_BF16:
-        avx2 = ar_vec_dot_bf16_avx2, avx512 = ar_vec_dot_bf16_avx512;
-        break;
-    case AR_TYPE_Q4_0:
-        avx2 = ar_vec_dot_q4_0_avx2, avx512 = ar_vec_dot_q4_0_avx512vnni;
-        break;
-    case AR_TYPE_Q4_1:
-        avx2 = ar_vec_dot_q4_1_avx2, avx512 = ar_vec_dot_q4_1_avx512vnni;
-        break;
-    case AR_TYPE_Q5_0:
-        avx2 = ar_vec_dot_q5_0_avx2, avx512 = ar_vec_dot_q5_0_avx512vnni;
-        break;
-    case AR_TYPE_Q5_1:
-        avx2 = ar_vec_dot_q5_1_avx2, avx512 = ar_vec_dot_q5_1_avx512vnni;
-        break;
-    case AR_TYPE_Q8_0:
-        avx2 = ar_vec_dot_q8_0_avx2, avx512 = ar_vec_dot_q8_0_avx512vnni;
-        break;
-    case AR_TYPE_Q2_K:
-        avx2 = ar_vec_dot_q2_K_avx2, avx512 = ar_vec_dot_q2_K_avx512vnni;
-        break;
-    case AR_TYPE_Q3_K:
-        avx2 = ar_vec_dot_q3_K_avx2, avx512 = ar_vec_dot_q3_K_avx512vnni;
-        break;
-    case AR_TYPE_Q4_K:
-        avx2 = ar_vec_dot_q4_K_avx2, avx512 = ar_vec_dot_q4_K_avx512vnni;
-        break;
-    case AR_TYPE_Q5_K:
-        avx2 = ar_vec_dot_q5_K_avx2, avx512 = ar_vec_dot_q5_K_avx512vnni;
-        break;
-    case AR_TYPE_Q6_K:
-        avx2 = ar_vec_dot_q6_K_avx2, avx512 = ar_vec_dot_q6_K_avx512vnni;
-        break;
-    default:
-        break;
-    }
     bool is_float = t == AR_TYPE_F32 || t == AR_TYPE_F16 || t == AR_TYPE_BF16;
     bool has_avx2 = f->avx2 && f->fma && f->f16c;
     bool has_avx512 = has_avx2 && f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq;
-    if (avx2 && has_avx2) out[n++] = (kernel){"avx2", avx2};
-    if (avx512 && has_avx512 && (is_float || f->avx512vnni))
-        out[n++] = (kernel){is_float ? "avx512" : "avx512vnni", avx512};
+    const ar_kernel_table *wide = is_float ? &ar_kernels_avx512 : &ar_kernels_avx512vnni;
+    if (ar_kernels_avx2.rows[t].dot && has_avx2)
+        out[n++] = (kernel){"avx2", ar_kernels_avx2.rows[t].dot};
+    if (wide->rows[t].dot && has_avx512 && (is_float || f->avx512vnni))
+        out[n++] = (kernel){wide->path, wide->rows[t].dot};
     out[n++] = (kernel){"dispatched", ar_type_get(t)->vec_dot_fast};
     return n;
 }

@@ -208,6 +208,7 @@ static arbor_model *load(const char *name, bool resident) {
     snprintf(path, sizeof path, MODELS "%s", name);
     arbor_model_params mp = arbor_model_default_params();
     mp.resident = resident;
+    mp.repack = false; /* a budget streams the file's bytes (a packed copy is refused) */
     arbor_model *m = NULL;
     cr_assert_eq(arbor_model_load(path, mp, &m), ARBOR_OK, "%s", arbor_last_error());
     return m;
@@ -285,6 +286,18 @@ Test(stream, budget_too_small_is_refused_with_the_numbers) {
     cr_assert(!strchr(e, '\n'), "one line: %s", e);
     cp.mem_budget = 4096;
     cr_assert_eq(arbor_context_create(m, cp, &c), ARBOR_ERR_NOMEM);
+    /* a verifier loaded packed (the default layout) is not streamed: one clear error */
+    arbor_model *packed = NULL;
+    cr_assert_eq(arbor_model_load(MODELS "synth-llama-q8_0.gguf", arbor_model_default_params(),
+                                  &packed),
+                 ARBOR_OK);
+    cp.mem_budget = least;
+    arbor_status ps = arbor_context_create(packed, cp, &c);
+    cr_assert(ps == ARBOR_OK || strstr(arbor_last_error(), "repack off"), "%s",
+              arbor_last_error());
+    arbor_context_free(c);
+    c = NULL;
+    arbor_model_free(packed);
     /* a budget above what is needed keeps everything resident */
     cp.mem_budget = 1ull << 32;
     cr_assert_eq(arbor_context_create(m, cp, &c), ARBOR_OK, "%s", arbor_last_error());
@@ -307,7 +320,9 @@ Test(stream, file_shortened_after_opening) {
     free(gb_write_file(dir, "model.gguf", bytes, size));
     free(bytes);
     arbor_model *m = NULL;
-    cr_assert_eq(arbor_model_load(path, arbor_model_default_params(), &m), ARBOR_OK);
+    arbor_model_params mp = arbor_model_default_params();
+    mp.repack = false;
+    cr_assert_eq(arbor_model_load(path, mp, &m), ARBOR_OK);
     arbor_context_params cp = context_params(0);
     cp.mem_budget = smallest_budget(m, cp);
     arbor_context *c = NULL;

@@ -107,7 +107,7 @@ const char *arbor_status_string(arbor_status s) {
 /* ---- models ---- */
 
 arbor_model_params arbor_model_default_params(void) {
-    return (arbor_model_params){.vocab_only = false, .resident = false, .repack = false};
+    return (arbor_model_params){.vocab_only = false, .resident = false, .repack = true};
 }
 
 arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor_model **out) {
@@ -132,9 +132,10 @@ arbor_status arbor_model_load(const char *path, arbor_model_params params, arbor
         api_log(ARBOR_LOG_INFO, "%s: %s, %d layers, n_embd %d, vocabulary %d, %.1f MiB of weights",
                 path, ar_arch_name(m->hp.arch), m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab,
                 (double)ar_model_weight_bytes(m) / (1024.0 * 1024.0));
+    if (m->pack_note[0]) api_log(ARBOR_LOG_WARN, "%s: %s", path, m->pack_note);
     if (m->packed_bytes)
-        api_log(ARBOR_LOG_INFO, "%s: %.1f MiB of repacked weights", path,
-                (double)m->packed_bytes / (1024.0 * 1024.0));
+        api_log(ARBOR_LOG_INFO, "%s: %.1f MiB of packed weights (%s)", path,
+                (double)m->packed_bytes / (1024.0 * 1024.0), m->packed_from);
     if (params.resident && !m->resident)
         api_log(ARBOR_LOG_WARN, "%s: pre-faulted but not locked in memory (RLIMIT_MEMLOCK)", path);
     *out = am;

@@ -45,8 +45,9 @@ static void usage(FILE *f) {
           "  --pipeline           draft the next tree while the verifier checks the current one\n"
           "  -td N                pipelining: drafter threads (default 1)\n"
           "  --no-pin             do not pin threads to cores (default: pinned by the hwloc plan)\n"
-          "  --repack             keep the Q4_0 / Q8_0 matrices also repacked for the\n"
-          "                       1..4-token kernels: faster, same output, ~2x the memory\n"
+          "  --no-repack          read every matrix in place from the file (default: the\n"
+          "                       packed layout where this CPU has kernels for it: faster,\n"
+          "                       same output, same memory; cached in ~/.cache/arbor/packed)\n"
           "  --mem-budget SIZE    hold at most SIZE of memory for both models, the caches and\n"
           "                       buffers (e.g. 450M, 1.5G; K/M/G are powers of 1024, KB/MB/GB\n"
           "                       of 1000): the verifier's weights that do not fit are read\n"
@@ -274,6 +275,8 @@ int cmd_generate(int argc, char **argv) {
             cp.pipeline = true;
         } else if (!strcmp(a, "--repack")) {
             mp.repack = true;
+        } else if (!strcmp(a, "--no-repack")) {
+            mp.repack = false;
         } else if (!strcmp(a, "--no-pin")) {
             cp.pin_threads = false;
         } else if (!strcmp(a, "-td") || !strcmp(a, "--threads-draft")) {
@@ -316,6 +319,9 @@ int cmd_generate(int argc, char **argv) {
     arbor_model *model = NULL, *draft_model = NULL;
     arbor_context *ctx = NULL;
     char *chat_text = NULL;
+    /* under a budget the verifier's matrices are read from the file as they are (a packed copy
+     * would be a second copy of what the budget leaves out) */
+    if (cp.mem_budget) mp.repack = false;
     if (arbor_model_load(model_path, mp, &model) != ARBOR_OK) {
         cli_error(1, "%s", arbor_last_error());
         goto done;
@@ -353,6 +359,7 @@ int cmd_generate(int argc, char **argv) {
         /* the drafter runs every step: keep it in memory (under a budget the context reads its
          * layers and head into memory of its own, and leaves its embedding on disk) */
         dp.resident = !cp.mem_budget;
+        dp.repack = !cp.mem_budget && mp.repack;
         if (arbor_model_load(draft, dp, &draft_model) != ARBOR_OK) {
             cli_error(1, "%s", arbor_last_error());
             goto done;

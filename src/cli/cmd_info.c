@@ -11,6 +11,7 @@
 
 #include "src/cpu.h"
 #include "src/gguf.h"
+#include "src/kernels/kernels.h"
 #include "src/tensor.h"
 
 #define TOKEN_ID_NONE   4294967295u /* tokenizer.ggml.*_token_id: "no such token" */
@@ -247,18 +248,22 @@ static void print_cpu(void) {
     ar_runtime_init();
     const ar_cpu_features *f = ar_cpu();
     printf("cpu: %s\n", f->brand[0] ? f->brand : "(unknown)");
+    printf("family %u model %u stepping %u\n", f->family, f->model, f->stepping);
     printf("features: avx2 %d fma %d f16c %d avx512f %d avx512bw %d avx512vl %d avx512dq %d "
-           "avx512vnni %d avx512bf16 %d\n",
+           "avx512vnni %d avx512bf16 %d amx %d\n",
            f->avx2, f->fma, f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512dq,
-           f->avx512vnni, f->avx512bf16);
+           f->avx512vnni, f->avx512bf16, f->amx);
     printf("SIMD level: %s%s\n", ar_simd_name(f->level),
            getenv("ARBOR_CPU") ? " (capped by ARBOR_CPU)" : "");
-    printf("%-6s %-12s %s\n", "format", "activations", "dot-product path");
+    printf("%-6s %-12s %-16s %s\n", "format", "activations", "dot-product path",
+           "packed matrices");
     for (int t = 0; t < AR_TYPE_COUNT; t++) {
         const ar_type_traits *tt = ar_type_get((ar_type)t);
         if (!tt) continue;
         const ar_type_traits *at = ar_type_get(tt->vec_dot_type);
-        printf("%-6s %-12s %s\n", tt->name, at ? at->name : "?", tt->fast_path);
+        const ar_gemm_kernel *p = ar_packed_get((ar_type)t);
+        printf("%-6s %-12s %-16s %s\n", tt->name, at ? at->name : "?", tt->fast_path,
+               p ? p->path : "-");
     }
 }
 

@@ -1,11 +1,11 @@
-/* kernels_attn_avx512.c: AVX-512 attention for one query row and the query heads sharing one KV
- * head (contract in quants.h). Each visible cell's K and V are loaded (and widened from F16) once
+/* attn_avx512.c: AVX-512 attention for one query row and the query heads sharing one KV
+ * head (contract in kernels.h). Each visible cell's K and V are loaded (and widened from F16) once
  * for all heads of the group. Scores are FMA dot products over the head dimension reduced by a
  * fixed tree; the softmax uses a polynomial exp (Cephes' expf coefficients, about 1 ulp); values
  * are accumulated cell by cell in position order. Nothing depends on the other rows. */
 #include <math.h>
 
-#include "quants.h"
+#include "simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 

@@ -1,9 +1,9 @@
-/* kernels_attn_avx2.c: AVX2 attention for one query row and the query heads sharing one KV head
- * (contract in quants.h; the method of kernels_attn_avx512.c with 8 lanes). Head dimensions that
+/* attn_avx2.c: AVX2 attention for one query row and the query heads sharing one KV head
+ * (contract in kernels.h; the method of attn_avx512.c with 8 lanes). Head dimensions that
  * are not a multiple of 8 (or above 256) take the portable code. */
 #include <math.h>
 
-#include "quants.h"
+#include "simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 

@@ -1,15 +1,15 @@
 /* kernels.c: run-time dispatch. ar_cpu_init (cpu.c) calls ar_kernels_select once with the best
- * instruction-set level the CPU (and the ARBOR_CPU cap) allows; each format's vec_dot_fast then
- * points at the fastest kernel of that level, and ar_gemm_get at its batched kernel. Every kernel
+ * instruction-set level the CPU (and the ARBOR_CPU cap) allows; it installs, per format, the
+ * entries of the instruction-set tables (avx2.c, avx512.c) of that level or below, the best one
+ * for each: vec_dot_fast, the batched kernels ar_gemm_get and ar_packed_get return. Every kernel
  * returns exactly the bits of the scalar reference, so the choice changes speed, never results.
- * Also here: the packing of activation panels for the batched kernels (layouts in quants.h). */
+ * Also here: the portable attention and elementwise kernels, the packing of activation panels and
+ * of packed weight groups (layouts in kernels.h). */
 #include <cblas.h>
 #include <math.h>
 
-#include "cpu.h"
-#include "quants.h"
-
-static ar_gemm_set gemm_table[AR_TYPE_COUNT];
+#include "../cpu.h"
+#include "kernels.h"
 
 /* ---- attention, portable ---- */
 
@@ -111,51 +111,63 @@ void ar_fp32_to_fp16_row(const float *restrict x, uint16_t *restrict dst, int64_
     fp16_row_fast(x, dst, n);
 }
 
-/* The kernel with the most weight rows per register whose panel still holds all n columns (a
- * small batch fills the register with rows instead of empty columns); else the widest panel. */
-const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n) {
-    if ((int)t < 0 || (int)t >= AR_TYPE_COUNT) return NULL;
-    const ar_gemm_set *set = &gemm_table[t];
-    if (n <= 1 || (set->gemv && n <= set->gemv_max_n)) return set->gemv;
+/* ---- the installed kernels ---- */
+
+static ar_kernel_row installed[AR_TYPE_COUNT];
+
+const ar_kernel_row *ar_kernels_of(ar_type t) {
+    static const ar_kernel_row none;
+    return (int)t >= 0 && (int)t < AR_TYPE_COUNT ? &installed[t] : &none;
+}
+
+/* The 16-row kernel, else the rep kernel with the most weight rows per register whose panel
+ * still holds all n columns (a small batch fills the register with rows instead of empty
+ * columns), else the widest panel. */
+const ar_gemm_kernel *ar_gemm_get(ar_type t, int32_t n, bool rows16) {
+    const ar_kernel_row *row = ar_kernels_of(t);
+    if (rows16 && row->inplace) return row->inplace;
+    if (n <= 1) return NULL;
     for (int i = 2; i >= 0; i--)
-        if (set->by_rep[i] && set->by_rep[i]->lanes >= n) return set->by_rep[i];
+        if (row->rep[i] && row->rep[i]->lanes >= n) return row->rep[i];
     for (int i = 0; i < 3; i++)
-        if (set->by_rep[i]) return set->by_rep[i];
+        if (row->rep[i]) return row->rep[i];
     return NULL;
 }
 
-typedef struct {
-    ar_type type;
-    ar_vec_dot_fn fn;
-} kernel_row;
-
-static void install(const kernel_row *rows, size_t n, const char *path) {
-    for (size_t i = 0; i < n; i++) ar_type_set_fast(rows[i].type, rows[i].fn, path);
+const ar_gemm_kernel *ar_packed_get(ar_type t) {
+    return ar_kernels_of(t)->packed;
 }
+
+/* Every instruction-set table, lowest level first. */
+static const ar_kernel_table *const tables[] = {&ar_kernels_avx2, &ar_kernels_avx512,
+                                                &ar_kernels_avx512vnni, &ar_kernels_amx};
 
 void ar_kernels_select(ar_simd_level level) {
     /* matmul.c calls sgemm from inside the pool's threads, one OpenBLAS thread each: OpenBLAS
      * must not add threads of its own on the cores the pool uses */
     openblas_set_num_threads(1);
-    static const ar_type all[] = {AR_TYPE_F32,  AR_TYPE_F16,  AR_TYPE_BF16, AR_TYPE_Q4_0,
-                                  AR_TYPE_Q4_1, AR_TYPE_Q5_0, AR_TYPE_Q5_1, AR_TYPE_Q8_0,
-                                  AR_TYPE_Q8_1, AR_TYPE_Q2_K, AR_TYPE_Q3_K, AR_TYPE_Q4_K,
-                                  AR_TYPE_Q5_K, AR_TYPE_Q6_K, AR_TYPE_Q8_K};
-    for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) ar_type_set_fast(all[i], NULL, NULL);
-    for (size_t i = 0; i < AR_TYPE_COUNT; i++)
-        gemm_table[i] = (ar_gemm_set){{NULL, NULL, NULL}, NULL, 0};
     quantize_fast = ar_quantize_row;
     fp16_row_fast = fp16_row_scalar;
     attn_fast = ar_attn_scalar;
     rmsnorm_fast = rmsnorm_scalar;
     swiglu_fast = swiglu_scalar;
+    for (int t = 0; t < AR_TYPE_COUNT; t++) {
+        installed[t] = (ar_kernel_row){0};
+        ar_type_set_fast((ar_type)t, NULL, NULL);
+    }
 #if defined(__x86_64__) || defined(__i386__)
-    /* batched kernels: the best level's, else the next lower one's */
-    for (size_t i = 0; i < AR_ARRAY_LEN(all); i++) {
-        ar_gemm_set g = {{NULL, NULL, NULL}, NULL, 0};
-        if (level >= AR_SIMD_AVX512) g = ar_gemm_avx512(all[i], level >= AR_SIMD_AVX512VNNI);
-        if (!g.by_rep[0] && level >= AR_SIMD_AVX2) g = ar_gemm_avx2(all[i]);
-        gemm_table[all[i]] = g;
+    /* every entry from the best level that has one */
+    for (size_t i = 0; i < AR_ARRAY_LEN(tables); i++) {
+        const ar_kernel_table *tb = tables[i];
+        if (tb->level > level) continue;
+        for (int t = 0; t < AR_TYPE_COUNT; t++) {
+            const ar_kernel_row *r = &tb->rows[t];
+            ar_kernel_row *out = &installed[t];
+            if (r->dot) ar_type_set_fast((ar_type)t, r->dot, tb->path);
+            if (r->rep[0]) memcpy(out->rep, r->rep, sizeof out->rep);
+            if (r->inplace) out->inplace = r->inplace;
+            if (r->packed) out->packed = r->packed;
+        }
     }
     if (level >= AR_SIMD_AVX2) {
         quantize_fast = ar_quantize_row_avx2;
@@ -165,61 +177,31 @@ void ar_kernels_select(ar_simd_level level) {
         swiglu_fast = ar_swiglu_row_avx2;
     }
     if (level >= AR_SIMD_AVX512) {
-        quantize_fast = ar_quantize_row_avx512;
-        fp16_row_fast = ar_fp32_to_fp16_row_avx512;
         attn_fast = ar_attn_avx512;
         rmsnorm_fast = ar_rmsnorm_row_avx512;
         swiglu_fast = ar_swiglu_row_avx512;
     }
-    if (level >= AR_SIMD_AVX2) {
-        static const kernel_row avx2[] = {
-            {AR_TYPE_F32, ar_vec_dot_f32_avx2},   {AR_TYPE_F16, ar_vec_dot_f16_avx2},
-            {AR_TYPE_BF16, ar_vec_dot_bf16_avx2}, {AR_TYPE_Q4_0, ar_vec_dot_q4_0_avx2},
-            {AR_TYPE_Q4_1, ar_vec_dot_q4_1_avx2}, {AR_TYPE_Q5_0, ar_vec_dot_q5_0_avx2},
-            {AR_TYPE_Q5_1, ar_vec_dot_q5_1_avx2}, {AR_TYPE_Q8_0, ar_vec_dot_q8_0_avx2},
-            {AR_TYPE_Q2_K, ar_vec_dot_q2_K_avx2}, {AR_TYPE_Q3_K, ar_vec_dot_q3_K_avx2},
-            {AR_TYPE_Q4_K, ar_vec_dot_q4_K_avx2}, {AR_TYPE_Q5_K, ar_vec_dot_q5_K_avx2},
-            {AR_TYPE_Q6_K, ar_vec_dot_q6_K_avx2},
-        };
-        install(avx2, AR_ARRAY_LEN(avx2), "avx2");
-    }
-    if (level >= AR_SIMD_AVX512) {
-        static const kernel_row avx512[] = {
-            {AR_TYPE_F32, ar_vec_dot_f32_avx512},
-            {AR_TYPE_F16, ar_vec_dot_f16_avx512},
-            {AR_TYPE_BF16, ar_vec_dot_bf16_avx512},
-        };
-        install(avx512, AR_ARRAY_LEN(avx512), "avx512");
-    }
-    if (level >= AR_SIMD_AVX512VNNI) {
-        static const kernel_row vnni[] = {
-            {AR_TYPE_Q4_0, ar_vec_dot_q4_0_avx512vnni}, {AR_TYPE_Q4_1, ar_vec_dot_q4_1_avx512vnni},
-            {AR_TYPE_Q5_0, ar_vec_dot_q5_0_avx512vnni}, {AR_TYPE_Q5_1, ar_vec_dot_q5_1_avx512vnni},
-            {AR_TYPE_Q8_0, ar_vec_dot_q8_0_avx512vnni}, {AR_TYPE_Q2_K, ar_vec_dot_q2_K_avx512vnni},
-            {AR_TYPE_Q3_K, ar_vec_dot_q3_K_avx512vnni}, {AR_TYPE_Q4_K, ar_vec_dot_q4_K_avx512vnni},
-            {AR_TYPE_Q5_K, ar_vec_dot_q5_K_avx512vnni}, {AR_TYPE_Q6_K, ar_vec_dot_q6_K_avx512vnni},
-        };
-        install(vnni, AR_ARRAY_LEN(vnni), "avx512vnni");
-    }
 #else
     (void)level;
+    (void)tables;
 #endif
 }
 
 /* ---- activation panels ---- */
 
 size_t ar_panel_bytes(const ar_gemm_kernel *g, int64_t k) {
-    const size_t L = (size_t)g->width;
+    /* a 16-row kernel's panel holds `lanes` columns' records of width 1 */
+    const size_t L = (size_t)(g->rows16 ? g->lanes : g->width);
     size_t bytes = 0;
     switch (g->panel) {
     case AR_PANEL_ROWS:
         bytes = (size_t)k * sizeof(float);
         break;
     case AR_PANEL_Q32:
-        bytes = (size_t)(k / AR_QK) * L * 4 * (8 + 2 + (g->with_s ? 1 : 0));
+        bytes = (size_t)(k / AR_QK) * AR_Q32_RECORD(L, g->with_s);
         break;
     case AR_PANEL_QK:
-        bytes = (size_t)(k / AR_QK_K) * L * 4 * (64 + 1 + 8);
+        bytes = (size_t)(k / AR_QK_K) * AR_QK_RECORD(L);
         break;
     }
     return (bytes + 63) & ~(size_t)63;
@@ -237,17 +219,40 @@ static void pack_rows(ar_type vdt, const uint8_t *rows, size_t row_bytes, int nc
     }
 }
 
-/* Lane c * rep + r of a record holds column c (for every r). */
+/* Lane c * rep + r of a record holds column c (for every r). A 16-row kernel's panel has one
+ * width-1 record per column and block, the ncols columns' records of a block side by side. */
 static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
                      int64_t k, uint8_t *restrict panel) {
+    if (g->rows16) { /* records of width 1: q[32], d, corr [, s], the columns side by side */
+        const size_t rec = AR_Q32_RECORD(1, g->with_s), nb = (size_t)(k / AR_QK);
+        const size_t bsz = g->with_s ? sizeof(ar_block_q8_1) : sizeof(ar_block_q8_0);
+        for (int c = 0; c < ncols; c++)
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *blk = rows + (size_t)c * row_bytes + b * bsz;
+                uint8_t *p = panel + (b * (size_t)ncols + (size_t)c) * rec;
+                ar_half hd, hs = 0;
+                memcpy(&hd, blk, 2);
+                if (g->with_s) memcpy(&hs, blk + 2, 2);
+                const int8_t *qs = (const int8_t *)(blk + (g->with_s ? 4 : 2));
+                int sum = 0;
+                for (int j = 0; j < AR_QK; j++) sum += qs[j];
+                const float d = ar_half_to_float(hd), sf = ar_half_to_float(hs);
+                const int32_t corr = g->corr * sum;
+                memcpy(p, qs, AR_QK);
+                memcpy(p + AR_Q32_D(1), &d, 4);
+                memcpy(p + AR_Q32_CORR(1), &corr, 4);
+                if (g->with_s) memcpy(p + AR_Q32_S(1), &sf, 4);
+            }
+        return;
+    }
     const int W = g->width, rep = g->rep;
     const size_t bsz = g->with_s ? sizeof(ar_block_q8_1) : sizeof(ar_block_q8_0);
-    const size_t rec = (size_t)W * 4 * (8 + 2 + (g->with_s ? 1 : 0));
+    const size_t rec = AR_Q32_RECORD(W, g->with_s);
     for (int64_t b = 0; b < k / AR_QK; b++) {
         uint8_t *p = panel + (size_t)b * rec;
         memset(p, 0, rec);
-        float *d = (float *)(p + 32 * W), *s = (float *)(p + 40 * W);
-        int32_t *corr = (int32_t *)(p + 36 * W);
+        float *d = (float *)(p + AR_Q32_D(W)), *s = (float *)(p + AR_Q32_S(W));
+        int32_t *corr = (int32_t *)(p + AR_Q32_CORR(W));
         for (int c = 0; c < ncols; c++) {
             const uint8_t *blk = rows + (size_t)c * row_bytes + (size_t)b * bsz;
             ar_half hd, hs = 0;
@@ -269,13 +274,25 @@ static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_by
 
 static void pack_qk(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
                     int64_t k, uint8_t *restrict panel) {
+    if (g->rows16) { /* records of width 1: q[256], d, bsums, the columns side by side */
+        const size_t rec = AR_QK_RECORD(1), nb = (size_t)(k / AR_QK_K);
+        for (int c = 0; c < ncols; c++)
+            for (size_t b = 0; b < nb; b++) {
+                const ar_block_q8_K *blk = (const ar_block_q8_K *)(rows + (size_t)c * row_bytes) + b;
+                uint8_t *p = panel + (b * (size_t)ncols + (size_t)c) * rec;
+                memcpy(p, blk->qs, AR_QK_K);
+                memcpy(p + AR_QK_D(1), &blk->d, 4);
+                memcpy(p + AR_QK_BS(1), blk->bsums, sizeof blk->bsums);
+            }
+        return;
+    }
     const int W = g->width, rep = g->rep;
-    const size_t rec = (size_t)W * 4 * (64 + 1 + 8);
+    const size_t rec = AR_QK_RECORD(W);
     for (int64_t b = 0; b < k / AR_QK_K; b++) {
         uint8_t *p = panel + (size_t)b * rec;
         memset(p, 0, rec);
-        float *d = (float *)(p + 256 * W);
-        int16_t *bs = (int16_t *)(p + 260 * W);
+        float *d = (float *)(p + AR_QK_D(W));
+        int16_t *bs = (int16_t *)(p + AR_QK_BS(W));
         for (int c = 0; c < ncols; c++) {
             const ar_block_q8_K *blk = (const ar_block_q8_K *)(rows + (size_t)c * row_bytes) + b;
             for (int r = 0; r < rep; r++) {
@@ -304,5 +321,36 @@ void ar_panel_pack(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_byte
     case AR_PANEL_QK:
         pack_qk(g, rows, row_bytes, ncols, k, panel);
         break;
+    }
+}
+
+/* ---- packed weights (layout: kernels.h) ---- */
+
+size_t ar_pack_group_bytes(ar_type t, int64_t k) {
+    const ar_pack_layout L = ar_pack_layout_of(t);
+    const ar_type_traits *tt = ar_type_get(t);
+    if (!L.n_halves || !tt || k % tt->blck_size) return 0;
+    const size_t nb = (size_t)(k / tt->blck_size);
+    return (nb * (size_t)L.n_halves * 32 + 63) / 64 * 64 + nb * (size_t)L.rest_bytes * 16;
+}
+
+void ar_pack_group(ar_type t, const void *w, size_t w_stride, int nrows, int64_t k, void *out) {
+    const ar_pack_layout L = ar_pack_layout_of(t);
+    const ar_type_traits *tt = ar_type_get(t);
+    const size_t nb = (size_t)(k / tt->blck_size), bsz = tt->type_size;
+    const size_t hbytes = (nb * (size_t)L.n_halves * 32 + 63) / 64 * 64;
+    uint8_t *hs = out, *ws = (uint8_t *)out + hbytes;
+    memset(hs, 0, hbytes);
+    for (int r = 0; r < AR_PACK_ROWS; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)AR_MIN(r, nrows - 1) * w_stride;
+        for (size_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * bsz;
+            for (int h = 0; h < L.n_halves; h++)
+                memcpy(hs + (b * (size_t)L.n_halves + (size_t)h) * 32 + 2 * (size_t)r,
+                       blk + L.half_off[h], 2);
+            uint8_t *rec = ws + b * (size_t)L.rest_bytes * 16;
+            for (int q = 0; q < L.rest_bytes / 4; q++)
+                memcpy(rec + 64 * (size_t)q + 4 * (size_t)r, blk + L.rest_off + 4 * q, 4);
+        }
     }
 }

@@ -1,9 +1,12 @@
-/* kernels_act_avx2.c: AVX2 activation rounding (Q8_0, Q8_1, Q8_K rows) and fp32 -> fp16 rows,
- * writing exactly the bytes of the scalar code (see kernels_act_avx512.c for why they agree).
- * Rows holding a NaN or an infinity go to the scalar code. */
+/* act_avx2.c: AVX2 activation rounding (Q8_0, Q8_1, Q8_K rows), fp32 -> fp16 rows (used on
+ * AVX-512 CPUs too), RMSNorm and SwiGLU rows. The rounding writes exactly the bytes of the scalar
+ * code in quants.c / util.c: the same float operations (|x| maxima are order-free, x * scale is
+ * one product, rounding is to nearest even as ar_nearest_int and the F16C instructions do). Rows
+ * holding a NaN or an infinity go to the scalar code, whose handling of them is not worth
+ * reproducing lane by lane. */
 #include <math.h>
 
-#include "quants.h"
+#include "simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 

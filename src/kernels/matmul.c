@@ -2,10 +2,11 @@
  *
  * Every activation row is rounded on its own to the weight's vec_dot_type, then
  *  - a format with no batched kernel: each output is one vec_dot_fast call;
- *  - else the rounded rows are packed into panels (quants.h) and a batched kernel computes a few
- *    weight rows against all of them, unpacking every weight block once (for n <= 4, kernels
- *    that hold 16 weight rows in one register, where the format has one).
- * Both give each output the bits of vec_dot (quants.h), so a column's result depends only on W
+ *  - else the rounded rows are packed into panels (kernels.h) and a batched kernel computes a few
+ *    weight rows against all of them, unpacking every weight block once: the 16-row kernel over
+ *    the matrix's packed groups when it has them, else over rows in place where the format has
+ *    one, else a rep kernel.
+ * Both give each output the bits of vec_dot (kernels.h), so a column's result depends only on W
  * and its own row: the batch invariance that speculative verification relies on. Threads split
  * the output rows in contiguous chunks (each thread streams its own slice of W) and never the
  * reduction. */
@@ -13,11 +14,12 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "quants.h"
+#include "../model.h"
+#include "kernels.h"
 
 /* Batches above AR_BATCH_INVARIANT (prompts) need not be batch-invariant, and for the float
  * formats OpenBLAS's sgemm on F32 weights (the mapping itself, or panels of rows widened into a
@@ -43,6 +45,8 @@ struct ar_matmul_scratch {
     bool blas_ok;   /* prompt rows: sgemm may take batches above AR_BATCH_INVARIANT */
     int n_blas;     /* per-thread dequantization buffers allocated */
     float **blas;
+    int n_own;      /* per-thread copies of one panel's rounded rows and panel (threads >= 1) */
+    uint8_t **own_xq, **own_panel;
 };
 
 /* Buffers are not cleared: their pages count towards the resident size only once a batch that
@@ -84,6 +88,9 @@ void ar_matmul_scratch_free(ar_matmul_scratch *s) {
     if (!s) return;
     free(s->xq);
     free(s->panel);
+    for (int i = 0; i < s->n_own; i++) free(s->own_xq[i]), free(s->own_panel[i]);
+    free(s->own_xq);
+    free(s->own_panel);
     for (int i = 0; i < s->n_blas; i++) free(s->blas[i]);
     free(s->blas);
     free(s);
@@ -97,6 +104,27 @@ static bool blas_buffers(ar_matmul_scratch *s, int nth) {
     s->blas = b;
     for (; s->n_blas < nth; s->n_blas++)
         if (!(s->blas[s->n_blas] = alloc_lazy(BLAS_PANEL_BYTES))) return false;
+    return true;
+}
+
+/* Per-thread room for one panel of up to 16 rounded rows (mm_job.own_panels), made once per
+ * thread count; thread 0 uses the shared buffers. */
+static bool own_buffers(ar_matmul_scratch *s, int nth) {
+    if (s->n_own >= nth - 1) return true;
+    uint8_t **x = realloc(s->own_xq, sizeof *x * (size_t)nth);
+    if (x) s->own_xq = x;
+    uint8_t **p = realloc(s->own_panel, sizeof *p * (size_t)nth);
+    if (p) s->own_panel = p;
+    if (!x || !p) return false;
+    const size_t rows = (size_t)AR_MIN(16, s->max_rows);
+    for (; s->n_own < nth - 1; s->n_own++) {
+        s->own_xq[s->n_own] = alloc_lazy(rows * (size_t)s->max_in * sizeof(float) + AR_ALIGN);
+        s->own_panel[s->n_own] = alloc_lazy(16 * ((size_t)s->max_in * sizeof(float) + AR_ALIGN));
+        if (!s->own_xq[s->n_own] || !s->own_panel[s->n_own]) {
+            free(s->own_xq[s->n_own]), free(s->own_panel[s->n_own]);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -130,16 +158,24 @@ typedef struct mm_job {
     const uint8_t *xq;
     size_t xq_stride;
     ar_vec_dot_fn dot;
-    /* batched kernel */
+    /* batched kernel (packed: a 16-row kernel over the matrices' packed groups) */
     const ar_gemm_kernel *g;
+    bool packed;
     const uint8_t *panel;
     size_t pstride;
     int ngroups;
     uint8_t *panel_out; /* where mm_prepare_worker packs */
+    /* own_panels: a batch of one panel for a 16-row kernel; every thread rounds and packs its own
+     * copy (the same bytes) at the start of its share, in parallel, instead of the caller alone
+     * before the dispatch while the others wait; thread i >= 1 into own_xq/own_panel[i - 1] */
+    bool own_panels;
+    uint8_t *const *own_xq, *const *own_panel;
     /* activations, as given */
     const float *x;
     /* sgemm */
     float **blas;
+    /* the batched kernel's next chunk of rows (mm_gemm_worker) */
+    _Atomic int64_t next_chunk;
 } mm_job;
 
 static inline void put(float *y, float v, bool add) {
@@ -175,13 +211,8 @@ static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo,
     const int64_t n_in = W->ne[0], n_out = W->ne[1];
     const uint8_t *wbase = W->data;
     const size_t nb1 = W->nb1;
-    /* a repacked copy: groups of 16 rows, which tiles and calls start on (lo and ROW_TILE are
-     * multiples of 16, and kernels with a packed form take 16 rows a call) */
-    const bool packed = W->packed && g->run_packed;
-    const ar_gemm_fn run = packed ? g->run_packed : g->run;
-    const size_t gbytes = packed ? g->packed_group_bytes(n_in) : 0;
-#define W_ROWS(r) (packed ? (const uint8_t *)W->packed + (size_t)((r) / 16) * gbytes \
-                          : wbase + (size_t)(r) * nb1)
+    const ar_gemm_fn run = g->run;
+#define W_ROWS(r) (wbase + (size_t)(r) * nb1)
     float out[256];            /* max_rows * max_groups * lanes <= 256 (test_matmul checks) */
     float tile[ROW_TILE * 64]; /* [column][tile row]; max_groups * lanes <= 64 */
     for (int64_t t0 = lo; t0 < hi; t0 += ROW_TILE) {
@@ -217,23 +248,80 @@ static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo,
 
 #undef W_ROWS
 
+/* Output rows [lo, hi) of W (lo a multiple of 16) by a 16-row kernel: one call per 16 rows and
+ * panel (16 columns), writing y itself. Panels in the outer loop: a panel is read from the caches
+ * once for the chunk's rows, whose weights stay in L2 meanwhile (with 32 panels of a 512-token
+ * prompt, the other order read every panel again for every 16 rows). */
+static void rows16_rows(const mm_job *j, const uint8_t *panel, const ar_tensor *W, float *y,
+                        int64_t lo, int64_t hi) {
+    const ar_gemm_kernel *g = j->g;
+    const int64_t n_in = W->ne[0], n_out = W->ne[1];
+    const size_t gbytes = j->packed ? ar_pack_group_bytes(W->type, n_in) : 0;
+    const size_t rec = g->panel == AR_PANEL_QK ? AR_QK_RECORD(1) : AR_Q32_RECORD(1, g->with_s);
+    for (int p = 0; p < j->ngroups; p++) { /* panel p: columns 16 p .. (its records' stride) */
+        const int32_t c0 = p * g->lanes, nc = AR_MIN(g->lanes, j->n - c0);
+        for (int64_t r0 = lo; r0 < hi; r0 += AR_PACK_ROWS) {
+            const int nr = (int)AR_MIN(AR_PACK_ROWS, hi - r0);
+            const uint8_t *w = j->packed ? (const uint8_t *)W->packed + (size_t)(r0 / 16) * gbytes
+                                         : (const uint8_t *)W->data + (size_t)r0 * W->nb1;
+            g->rows16(n_in, w, W->nb1, nr, panel + (size_t)p * j->pstride, (size_t)nc * rec, nc,
+                      y + (size_t)c0 * n_out + r0, (size_t)n_out, j->add);
+        }
+    }
+}
+
 /* The rows of Ws[0..count) taken as one sequence, each matrix's rows rounded up to 16 so that
  * every matrix's part starts on a tile: threads split that sequence (one dispatch for all). */
 static int64_t round16(int64_t r) { return (r + 15) / 16 * 16; }
 
+/* Threads take chunks of that sequence in turn from a shared counter, guided: a chunk is
+ * 1 / (2 * threads) of the rows left, at least CHUNK_MIN, so that the first ones are long runs of
+ * rows (each one stream of weights, which the prefetchers follow best: measured 0.82 of a plain
+ * read's bandwidth with chunks of 64 rows, 0.87-0.88 with 256 or more) and the last ones short,
+ * so that a thread that started late (the caller rounds the activations first) or runs slower
+ * takes fewer and the threads reach the pool's wait together. */
+#define CHUNK_MIN 32
+
+static void prepare_panel(const mm_job *j, uint8_t *xq, uint8_t *panel);
+
 static void mm_gemm_worker(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
+    mm_job *j = arg;
+    const uint8_t *panel = j->panel;
+    if (j->own_panels) {
+        uint8_t *xq = ith ? j->own_xq[ith - 1] : (uint8_t *)j->xq;
+        uint8_t *own = ith ? j->own_panel[ith - 1] : j->panel_out;
+        prepare_panel(j, xq, own);
+        panel = own;
+    }
     int64_t total = 0;
     for (int i = 0; i < j->count; i++) total += round16(j->Ws[i]->ne[1]);
-    int64_t lo, hi;
-    ar_split(total, ROW_TILE, ith, nth, &lo, &hi);
-    int64_t off = 0;
-    for (int i = 0; i < j->count; i++) {
-        const int64_t rows = j->Ws[i]->ne[1], len = round16(rows);
-        const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + len) - off, rows);
-        if (a < b) gemm_rows(j, j->Ws[i], j->ys[i], a, b);
-        off += len;
+    for (;;) {
+        int64_t lo = atomic_load_explicit(&j->next_chunk, memory_order_relaxed), len;
+        do {
+            if (lo >= total) return;
+            len = AR_MAX(CHUNK_MIN, (total - lo) / (2 * nth) / 16 * 16);
+        } while (!atomic_compare_exchange_weak_explicit(&j->next_chunk, &lo, lo + len,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed));
+        const int64_t hi = AR_MIN(total, lo + len);
+        int64_t off = 0;
+        for (int i = 0; i < j->count; i++) {
+            const int64_t rows = j->Ws[i]->ne[1], span = round16(rows);
+            const int64_t a = AR_MAX(lo, off) - off, b = AR_MIN(AR_MIN(hi, off + span) - off, rows);
+            if (a < b && j->g->rows16) rows16_rows(j, panel, j->Ws[i], j->ys[i], a, b);
+            else if (a < b) gemm_rows(j, j->Ws[i], j->ys[i], a, b);
+            off += span;
+        }
     }
+}
+
+/* The rounded rows and the panel of a one-panel batch (own_panels) into xq and panel. */
+static void prepare_panel(const mm_job *j, uint8_t *xq, uint8_t *panel) {
+    const ar_type vdt = ar_type_get(j->Ws[0]->type)->vec_dot_type;
+    const int64_t n_in = j->Ws[0]->ne[0];
+    for (int32_t c = 0; c < j->n; c++)
+        ar_quantize_row_fast(vdt, j->x + (size_t)c * n_in, xq + (size_t)c * j->xq_stride, n_in);
+    ar_panel_pack(j->g, xq, j->xq_stride, j->n, n_in, panel);
 }
 
 /* Rounds the activation rows to vec_dot_type (this is not the weight quantizer: ggml rounds
@@ -286,14 +374,15 @@ static void mm_blas_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* W's batched kernel for n columns, or NULL (then one vec_dot per output) */
-static const ar_gemm_kernel *kernel_for(const ar_tensor *W, int32_t n) {
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, n);
-    /* the gemv kernels (one-column panels) address a call's in-place rows with 32-bit offsets */
-    if (g && g->lanes == 1 && g->panel != AR_PANEL_ROWS && !(W->packed && g->run_packed) &&
-        (size_t)g->max_rows * W->nb1 > (size_t)INT32_MAX)
-        g = NULL;
-    return g;
+/* W's batched kernel for n columns (*packed: over its packed groups), or NULL (then one vec_dot
+ * per output) */
+static const ar_gemm_kernel *kernel_for(const ar_tensor *W, int32_t n, bool *packed) {
+    const ar_gemm_kernel *g = W->packed ? ar_packed_get(W->type) : NULL;
+    *packed = g != NULL;
+    if (g) return g;
+    /* the in-place 16-row kernels gather a call's scales with 32-bit offsets: rows of over
+     * 143 MB take the rep kernels */
+    return ar_gemm_get(W->type, n, (size_t)15 * W->nb1 <= (size_t)INT32_MAX);
 }
 
 /* y_i (+)= x · W_i^T for i < count: count > 1 only when every W_i has the same type and input
@@ -320,7 +409,7 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
         j.xq_stride = ar_row_size(vdt, n_in);
         j.xq = s->xq;
     }
-    const ar_gemm_kernel *g = kernel_for(W, n);
+    const ar_gemm_kernel *g = kernel_for(W, n, &j.packed);
     j.g = g;
     j.ngroups = g ? (n + g->lanes - 1) / g->lanes : n;
     j.pstride = g ? ar_panel_bytes(g, n_in) : 0;
@@ -331,12 +420,20 @@ static void matmul(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
         j.pstride = j.xq_stride;
     } else {
         /* round (and pack) the activations: per row, so any split over threads gives the same
-         * bytes; a batch of a few rows is not worth a dispatch */
-        if (pool && n >= 8)
-            ar_pool_run(pool, mm_prepare_worker, &j);
-        else
-            mm_prepare_worker(&j, 0, 1);
+         * bytes; one panel's worth, every thread for itself inside the job; a few rows more, by
+         * the caller; more, by a dispatch of its own */
         j.panel = s->panel;
+        const int nth = pool ? ar_pool_threads(pool) : 1;
+        if (g && g->rows16 && j.ngroups == 1 && vdt != AR_TYPE_F32 && nth > 1 &&
+            own_buffers(s, nth)) {
+            j.own_panels = true;
+            j.own_xq = s->own_xq;
+            j.own_panel = s->own_panel;
+        } else if (pool && n >= 8) {
+            ar_pool_run(pool, mm_prepare_worker, &j);
+        } else {
+            mm_prepare_worker(&j, 0, 1);
+        }
     }
     ar_pool_run_or_inline(pool, g ? mm_gemm_worker : mm_dot_worker, &j);
 }
@@ -353,9 +450,11 @@ void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
 
 void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *W, int count,
                    const float *x, int32_t n, float *const *y) {
-    bool together = count <= MM_MAX_SET && !blas_wins(s, W[0]->type, n);
+    bool together = count <= MM_MAX_SET && !blas_wins(s, W[0]->type, n), packed;
+    const ar_gemm_kernel *g0 = together ? kernel_for(W[0], n, &packed) : NULL;
     for (int i = 0; together && i < count; i++)
-        together = W[i]->type == W[0]->type && W[i]->ne[0] == W[0]->ne[0] && kernel_for(W[i], n);
+        together = g0 && W[i]->type == W[0]->type && W[i]->ne[0] == W[0]->ne[0] &&
+                   kernel_for(W[i], n, &packed) == g0;
     if (together) {
         matmul(s, pool, W, y, count, x, n, false);
         return;
@@ -364,15 +463,15 @@ void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *
 }
 
 size_t ar_matmul_packed_bytes(const ar_tensor *W) {
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, 1);
-    if (!g || !g->run_packed || W->ne[1] < 1) return 0;
-    return (size_t)((W->ne[1] + 15) / 16) * g->packed_group_bytes(W->ne[0]);
+    if (!ar_packed_get(W->type) || W->ne[1] < 1) return 0;
+    return (size_t)((W->ne[1] + AR_PACK_ROWS - 1) / AR_PACK_ROWS) *
+           ar_pack_group_bytes(W->type, W->ne[0]);
 }
 
 void ar_matmul_repack(const ar_tensor *W, void *out) {
-    const ar_gemm_kernel *g = ar_gemm_get(W->type, 1);
-    const size_t gbytes = g->packed_group_bytes(W->ne[0]);
-    for (int64_t r = 0; r < W->ne[1]; r += 16)
-        g->repack_group((const uint8_t *)W->data + (size_t)r * W->nb1, W->nb1,
-                        (int)AR_MIN(16, W->ne[1] - r), W->ne[0], (uint8_t *)out + (size_t)(r / 16) * gbytes);
+    const size_t gbytes = ar_pack_group_bytes(W->type, W->ne[0]);
+    for (int64_t r = 0; r < W->ne[1]; r += AR_PACK_ROWS)
+        ar_pack_group(W->type, (const uint8_t *)W->data + (size_t)r * W->nb1, W->nb1,
+                      (int)AR_MIN(AR_PACK_ROWS, W->ne[1] - r), W->ne[0],
+                      (uint8_t *)out + (size_t)(r / AR_PACK_ROWS) * gbytes);
 }

@@ -2,12 +2,12 @@
  * (bit-exact with ggml's to_float), the weight quantizers (ggml's quantize_row_*_ref rounding, so a
  * model quantized here has the bytes llama-quantize would write without an importance matrix),
  * the activation quantizers (llama.cpp's x86 CPU backend rounding) and the dot products, whose
- * float operations follow the order fixed in quants.h so the fast paths can match them exactly.
+ * float operations follow the order fixed in kernels.h so the fast paths can match them exactly.
  *
  * Float expressions are written operand for operand as the ggml facts they reproduce (which
  * product comes first, int-to-float conversions): the results must agree to the last bit. This
  * relies on no contraction of a*b+c into fused multiply-adds, the default for ISO C (-std=c11). */
-#include "quants.h"
+#include "kernels.h"
 
 #include <float.h>
 #include <math.h>
@@ -959,32 +959,19 @@ static void from_float_q8_K(const float *restrict x, void *restrict dst, int64_t
 
 /* ================================ K-quants: dot products ================================ */
 
-/* Sum of q8 * q over the 16 values of group g. */
-static inline int group_dot_q2_K(const ar_block_q2_K *b, const int8_t *q8, int g) {
-    int s = 0;
-    for (int v = 16 * g; v < 16 * g + 16; v++) s += q8[v] * q2_K_value(b, v);
-    return s;
-}
-static inline int group_dot_q3_K(const ar_block_q3_K *b, const int8_t *q8, int g) {
-    int s = 0;
-    for (int v = 16 * g; v < 16 * g + 16; v++) s += q8[v] * q3_K_value(b, v);
-    return s;
-}
-static inline int group_dot_q4_K(const ar_block_q4_K *b, const int8_t *q8, int g) {
-    int s = 0;
-    for (int v = 16 * g; v < 16 * g + 16; v++) s += q8[v] * q4_K_value(b, v);
-    return s;
-}
-static inline int group_dot_q5_K(const ar_block_q5_K *b, const int8_t *q8, int g) {
-    int s = 0;
-    for (int v = 16 * g; v < 16 * g + 16; v++) s += q8[v] * q5_K_value(b, v);
-    return s;
-}
-static inline int group_dot_q6_K(const ar_block_q6_K *b, const int8_t *q8, int g) {
-    int s = 0;
-    for (int v = 16 * g; v < 16 * g + 16; v++) s += q8[v] * q6_K_value(b, v);
-    return s;
-}
+/* Sum of q8 * q over the 16 values of group g of a block of type T (value function T##_value). */
+#define GROUP_DOT(T)                                                                               \
+    static inline int group_dot_##T(const ar_block_##T *b, const int8_t *q8, int g) {              \
+        int s = 0;                                                                                 \
+        for (int v = 16 * g; v < 16 * g + 16; v++) s += q8[v] * T##_value(b, v);                   \
+        return s;                                                                                  \
+    }
+GROUP_DOT(q2_K)
+GROUP_DOT(q3_K)
+GROUP_DOT(q4_K)
+GROUP_DOT(q5_K)
+GROUP_DOT(q6_K)
+#undef GROUP_DOT
 
 static void vec_dot_q2_K(int64_t n, float *restrict s, const void *restrict w,
                          const void *restrict a) {
@@ -1018,45 +1005,30 @@ static void vec_dot_q3_K(int64_t n, float *restrict s, const void *restrict w,
     *s = sum;
 }
 
-static void vec_dot_q4_K(int64_t n, float *restrict s, const void *restrict w,
-                         const void *restrict a) {
-    const ar_block_q4_K *x = w;
-    const ar_block_q8_K *y = a;
-    float sum = 0;
-    for (int64_t i = 0; i < n / AR_QK_K; i++) {
-        int isum = 0, summs = 0;
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            ar_scale_min_k4(j, x[i].scales, &sc, &m);
-            isum += sc * (group_dot_q4_K(&x[i], y[i].qs, 2 * j) +
-                          group_dot_q4_K(&x[i], y[i].qs, 2 * j + 1));
-            summs += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        }
-        const float d = h2f(x[i].d) * y[i].d, dmin = h2f(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dmin * (float)summs;
+/* Q4_K and Q5_K: 8 sub-blocks of 32 values with a scale and a min each. */
+#define VEC_DOT_K4(T)                                                                              \
+    static void vec_dot_##T(int64_t n, float *restrict s, const void *restrict w,                  \
+                            const void *restrict a) {                                              \
+        const ar_block_##T *x = w;                                                                 \
+        const ar_block_q8_K *y = a;                                                                \
+        float sum = 0;                                                                             \
+        for (int64_t i = 0; i < n / AR_QK_K; i++) {                                                \
+            int isum = 0, summs = 0;                                                               \
+            for (int j = 0; j < 8; j++) {                                                          \
+                uint8_t sc, m;                                                                     \
+                ar_scale_min_k4(j, x[i].scales, &sc, &m);                                          \
+                isum += sc * (group_dot_##T(&x[i], y[i].qs, 2 * j) +                               \
+                              group_dot_##T(&x[i], y[i].qs, 2 * j + 1));                           \
+                summs += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);                          \
+            }                                                                                      \
+            const float d = h2f(x[i].d) * y[i].d, dmin = h2f(x[i].dmin) * y[i].d;                  \
+            sum += d * (float)isum - dmin * (float)summs;                                          \
+        }                                                                                          \
+        *s = sum;                                                                                  \
     }
-    *s = sum;
-}
-
-static void vec_dot_q5_K(int64_t n, float *restrict s, const void *restrict w,
-                         const void *restrict a) {
-    const ar_block_q5_K *x = w;
-    const ar_block_q8_K *y = a;
-    float sum = 0;
-    for (int64_t i = 0; i < n / AR_QK_K; i++) {
-        int isum = 0, summs = 0;
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            ar_scale_min_k4(j, x[i].scales, &sc, &m);
-            isum += sc * (group_dot_q5_K(&x[i], y[i].qs, 2 * j) +
-                          group_dot_q5_K(&x[i], y[i].qs, 2 * j + 1));
-            summs += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        }
-        const float d = h2f(x[i].d) * y[i].d, dmin = h2f(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dmin * (float)summs;
-    }
-    *s = sum;
-}
+VEC_DOT_K4(q4_K)
+VEC_DOT_K4(q5_K)
+#undef VEC_DOT_K4
 
 static void vec_dot_q6_K(int64_t n, float *restrict s, const void *restrict w,
                          const void *restrict a) {

@@ -6,8 +6,8 @@
 #ifndef ARBOR_MATMUL_H
 #define ARBOR_MATMUL_H
 
-#include "tensor.h"
-#include "threadpool.h"
+#include "../tensor.h"
+#include "../threadpool.h"
 
 typedef struct ar_matmul_scratch ar_matmul_scratch;
 
@@ -36,9 +36,10 @@ void ar_matmul_add(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *W, cons
 void ar_matmul_set(ar_matmul_scratch *s, ar_pool *pool, const ar_tensor *const *W, int count,
                    const float *x, int32_t n, float *const *y);
 
-/* Bytes of W's repacked copy for this CPU's n <= 4 kernel (0: that kernel reads rows in place
- * only), and the repacking itself into `out` (64-byte aligned, that many bytes). Once W->packed
- * points at it, batches of 1..4 columns read the copy, with bit-identical results. */
+/* Bytes of W's packed form (kernels.h: groups of 16 rows, a rearrangement of its bytes) when this
+ * CPU has a 16-row kernel over packed groups of W's format (else 0), and the packing itself into
+ * `out` (64-byte aligned, that many bytes). Once W->packed points at it, every batch size reads
+ * the packed form, with bit-identical results. */
 size_t ar_matmul_packed_bytes(const ar_tensor *W);
 void ar_matmul_repack(const ar_tensor *W, void *out);
 
