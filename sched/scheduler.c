@@ -83,8 +83,10 @@ static void estimate(double *t, const double *seen) {
     for (int i = 1; i < AR_COST_SIZES; i++) t[i] = fmax(t[i], t[i - 1]);
 }
 
-/* A streamed verifier: the compute entries are estimated as above, and an unmeasured pass costs
- * the larger of a single-row pass (the reading time) and its compute. */
+/* A streamed verifier: the compute entries are estimated as above, and every pass costs the
+ * larger of the reading time (one figure, learned from every pass that waited for its layers)
+ * and its compute. Pass totals are not kept per size: one disturbed pass of a size rarely tried
+ * would otherwise make that size look dear, and the scheduler would never try it again. */
 static void estimate_all(ar_cost_table *c) {
     estimate(c->draft, c->draft_seen);
     if (!c->streamed) { /* in memory a pass is all compute */
@@ -93,10 +95,7 @@ static void estimate_all(ar_cost_table *c) {
         return;
     }
     estimate(c->compute, c->verify_seen);
-    for (int i = 1; i < AR_COST_SIZES; i++)
-        if (!(c->verify_seen[i] > 0)) c->verify[i] = fmax(c->verify[0], c->compute[i]);
-    for (int i = 1; i < AR_COST_SIZES; i++) c->verify[i] = fmax(c->verify[i], c->verify[i - 1]);
-    for (int i = 0; i < AR_COST_SIZES; i++) c->compute[i] = fmin(c->compute[i], c->verify[i]);
+    for (int i = 0; i < AR_COST_SIZES; i++) c->verify[i] = fmax(c->floor, c->compute[i]);
 }
 
 void ar_sched_set_prior(ar_sched *s, double verify1, double compute1, double draft1,
@@ -108,6 +107,7 @@ void ar_sched_set_prior(ar_sched *s, double verify1, double compute1, double dra
     c->draft[0] = draft1;
     c->verify_seen[0] = 1.0; /* measured by the caller's plain step */
     c->streamed = streamed;
+    c->floor = streamed ? verify1 : 0.0;
     c->valid = true;
     estimate_all(c);
 }
@@ -130,12 +130,14 @@ static void blend(double *t, double *seen, int32_t n, double seconds) {
 void ar_sched_observe_verify(ar_sched *s, int32_t n, double seconds, double compute) {
     if (s->fixed_costs || !s->costs.valid || n < 1) return;
     ar_cost_table *c = &s->costs;
-    if (c->streamed) { /* the compute entry first, weighted as the pass entry still is */
-        double seen[AR_COST_SIZES];
-        memcpy(seen, c->verify_seen, sizeof seen);
-        blend(c->compute, seen, n, fmin(compute, seconds));
+    if (c->streamed) {
+        /* a pass that mostly waited for its layers measured the reading time */
+        if (compute < 0.8 * seconds)
+            c->floor += (seconds < c->floor ? EMA_DOWN : EMA_UP) * (seconds - c->floor);
+        blend(c->compute, c->verify_seen, n, fmin(compute, seconds));
+    } else {
+        blend(c->verify, c->verify_seen, n, seconds);
     }
-    blend(c->verify, c->verify_seen, n, seconds);
     estimate_all(c);
 }
 
@@ -416,6 +418,7 @@ int ar_cost_table_format(const ar_cost_table *t, char *buf, size_t cap) {
         if (w_ > 0) k += (size_t)w_;                                                               \
     } while (0)
     OUT("streamed %d\n", t->streamed ? 1 : 0);
+    if (t->streamed) OUT("floor %.9g\n", t->floor);
     for (int i = 0; i < AR_COST_SIZES; i++)
         OUT("verify %d %.9g %.4g %.9g\n", ar_cost_size(i), t->verify[i], t->verify_seen[i],
             t->compute[i]);
@@ -448,6 +451,12 @@ ar_status ar_cost_table_parse(const char *text, const char *name, ar_cost_table 
             streamed = true;
             continue;
         }
+        if (sscanf(line, "floor %lf", &sec) == 1) {
+            if (!(sec > 0 && sec < 1e6))
+                return ar_fail(AR_ERR_FORMAT, "%s:%d: floor %g out of range", name, lineno, sec);
+            t.floor = sec;
+            continue;
+        }
         const int got = sscanf(line, "%15s %d %lf %lf %lf", kind, &n, &sec, &seen, &comp);
         const bool size_ok = n >= 1 && n <= ar_cost_size(AR_COST_SIZES - 1) &&
                              ar_cost_size(size_index(n)) == n;
@@ -471,6 +480,7 @@ ar_status ar_cost_table_parse(const char *text, const char *name, ar_cost_table 
             return ar_fail(AR_ERR_FORMAT, "%s: no verify or draft entry for n = %d", name,
                            ar_cost_size(i));
     if (!streamed) return ar_fail(AR_ERR_FORMAT, "%s: no 'streamed' line", name);
+    if (t.streamed && !(t.floor > 0)) return ar_fail(AR_ERR_FORMAT, "%s: no 'floor' line", name);
     t.valid = true;
     *out = t;
     return AR_OK;

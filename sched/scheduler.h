@@ -48,6 +48,9 @@ typedef struct ar_cost_table {
     /* how much measurement each entry holds (a decaying count; 0: estimated from the others) */
     double verify_seen[AR_COST_SIZES], draft_seen[AR_COST_SIZES];
     bool streamed;                 /* verify >= a whole pass's reading time, whatever the rows */
+    double floor;                  /* streamed: that reading time, as the passes that waited
+                                      for it measured it; a pass then costs
+                                      max(floor, compute[n]) */
     bool valid;
 } ar_cost_table;
 
