@@ -160,7 +160,8 @@ void ar_engine_get_memory(const ar_engine *e, ar_engine_memory *out) {
     out->drafter_weights = e->drafter_weights;
     out->process = PROCESS_BYTES;
     out->weights = e->stream ? ar_stream_get_plan(e->stream)->resident_bytes +
-                                   ar_stream_get_plan(e->stream)->slot_bytes
+                                   ar_stream_get_plan(e->stream)->slot_bytes +
+                                   ar_stream_get_plan(e->stream)->row_cache_bytes
                              : ar_model_weight_bytes(m);
 }
 
@@ -184,7 +185,8 @@ static ar_status drafter_weights(ar_engine *e) {
     ar_status s = ar_stream_create(dm, &sp, &e->draft_stream);
     if (s == AR_OK) s = ar_drafter_set_stream(e->spec->drafter, e->draft_stream);
     if (s != AR_OK) return s;
-    e->drafter_weights = ar_stream_get_plan(e->draft_stream)->resident_bytes;
+    e->drafter_weights = ar_stream_get_plan(e->draft_stream)->resident_bytes +
+                         ar_stream_get_plan(e->draft_stream)->row_cache_bytes;
     return AR_OK;
 }
 

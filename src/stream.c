@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #define IO_ALIGN   4096u      /* O_DIRECT: file offsets, lengths and buffers */
-#define READ_CHUNK (4u << 20) /* bytes per pread: the disk's full sequential rate (stream.h) */
+#define READ_CHUNK (1u << 20) /* bytes per pread: the disk's full sequential rate (stream.h),
+                                 and a short queue for an embedding row read meanwhile */
+#define ROW_CACHE_ROWS 4096   /* embedding rows kept (direct-mapped by token id) */
 #define GAP_MAX    (1u << 20) /* a unit's tensors closer than this are read as one extent */
 
 /* A run of a unit's bytes in the file, [off, off + len) aligned to IO_ALIGN, at buf_off in the
@@ -55,6 +57,10 @@ struct ar_stream {
     bool direct;
     uint64_t file_size;
     const uint8_t *embd_copy; /* tied embedding inside the resident head, else NULL */
+    pthread_mutex_t rows_mu;  /* the row cache: a self-drafter reads rows from its own thread */
+    uint8_t *rows;            /* [n_rows][nb1] */
+    int32_t *row_token;       /* [n_rows] the token each slot holds, -1 */
+    int32_t n_rows;
     int32_t *order;           /* streamed units, in pass order */
     int n_order;
     slot *slots;
@@ -225,8 +231,18 @@ static void plan_option(const unit *units, int32_t n_layer, int32_t k, bool head
     p->slot_bytes = (uint64_t)p->n_slots * largest_streamed;
 }
 
-static ar_status plan_units(const ar_model *m, const unit *units, const ar_stream_params *prm,
+/* Rows of the embedding row cache: none when the embedding is the head (it is then read with
+ * it, or resident with it). */
+static int32_t row_cache_rows(const ar_model *m) {
+    return m->output.data == m->tok_embd.data ? 0 : AR_MIN(ROW_CACHE_ROWS, m->hp.n_vocab);
+}
+
+static ar_status plan_units(const ar_model *m, const unit *units, const ar_stream_params *prm_in,
                             ar_stream_plan *out) {
+    const uint64_t rc = (uint64_t)row_cache_rows(m) * (m->tok_embd.nb1 + sizeof(int32_t));
+    ar_stream_params budgeted = *prm_in;
+    budgeted.budget = prm_in->budget > rc ? prm_in->budget - rc : 0;
+    const ar_stream_params *prm = &budgeted;
     const int32_t L = m->hp.n_layer;
     const int32_t n_slots = prm->n_slots > 0 ? AR_MAX(prm->n_slots, 2) : 2;
     const int32_t min_res = AR_MAX(0, AR_MIN(prm->min_resident, L));
@@ -254,7 +270,9 @@ static ar_status plan_units(const ar_model *m, const unit *units, const ar_strea
                        min_res ? "; the self-drafter's layers and the head stay resident" : "",
                        mib(smallest.resident_bytes));
     }
-    best.min_budget = smallest_total;
+    best.min_budget = smallest_total + rc;
+    best.needed_all += rc;
+    best.row_cache_bytes = rc;
     *out = best;
     return AR_OK;
 }
@@ -366,6 +384,7 @@ ar_status ar_stream_create(const ar_model *m, const ar_stream_params *p, ar_stre
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_ready, NULL);
     pthread_cond_init(&s->cv_free, NULL);
+    pthread_mutex_init(&s->rows_mu, NULL);
     ar_status st = make_units(m, &s->units);
     if (st == AR_OK) st = plan_units(m, s->units, p, &s->plan);
     if (st != AR_OK) goto fail;
@@ -423,6 +442,15 @@ ar_status ar_stream_create(const ar_model *m, const ar_stream_params *p, ar_stre
     }
     const unit *hu = &s->units[m->hp.n_layer];
     if (hu->resident && m->output.data == m->tok_embd.data) s->embd_copy = hu->head.data;
+    if ((s->n_rows = row_cache_rows(m)) > 0) {
+        s->rows = malloc((size_t)s->n_rows * m->tok_embd.nb1);
+        s->row_token = malloc((size_t)s->n_rows * sizeof(int32_t));
+        if (!s->rows || !s->row_token) {
+            st = ar_fail(AR_ERR_NOMEM, "stream: out of memory for the embedding row cache");
+            goto fail;
+        }
+        memset(s->row_token, 0xff, (size_t)s->n_rows * sizeof(int32_t));
+    }
 
     /* the streamed units, their slots and the reader */
     s->order = calloc((size_t)s->n_units, sizeof *s->order);
@@ -484,6 +512,9 @@ void ar_stream_free(ar_stream *s) {
     free_units(s->units, s->n_units);
     if (s->fd >= 0) close(s->fd);
     if (s->fd_rows >= 0) close(s->fd_rows);
+    free(s->rows);
+    free(s->row_token);
+    pthread_mutex_destroy(&s->rows_mu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_ready);
     pthread_cond_destroy(&s->cv_free);
@@ -585,6 +616,16 @@ ar_status ar_stream_embed(ar_stream *s, int32_t token, void *scratch, float *out
         tt->to_float(s->embd_copy + (size_t)token * nb1, out, m->hp.n_embd);
         return AR_OK;
     }
+    uint8_t *row = s->rows ? s->rows + (size_t)(token % s->n_rows) * nb1 : NULL;
+    if (row) {
+        pthread_mutex_lock(&s->rows_mu);
+        if (s->row_token[token % s->n_rows] == token) { /* converted under the lock: a slot */
+            tt->to_float(row, out, m->hp.n_embd);    /* may be refilled by the other thread */
+            pthread_mutex_unlock(&s->rows_mu);
+            return AR_OK;
+        }
+        pthread_mutex_unlock(&s->rows_mu);
+    }
     const uint64_t off =
         (uint64_t)((const uint8_t *)m->tok_embd.data - m->gguf->map) + (uint64_t)token * nb1;
     size_t done = 0;
@@ -602,6 +643,12 @@ ar_status ar_stream_embed(ar_stream *s, int32_t token, void *scratch, float *out
         done += (size_t)r;
     }
     tt->to_float(scratch, out, m->hp.n_embd);
+    if (row) {
+        pthread_mutex_lock(&s->rows_mu);
+        memcpy(row, scratch, nb1);
+        s->row_token[token % s->n_rows] = token;
+        pthread_mutex_unlock(&s->rows_mu);
+    }
     return AR_OK;
 }
 

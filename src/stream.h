@@ -15,8 +15,10 @@
  * The unit views keep the model's own structs (ar_layer, ar_tensor) with their data pointers
  * moved into the unit's buffer, so the forward pass and the kernels read the same bytes as from
  * the mapping: results are bit-identical to the mapped model. Token embedding rows (unless the
- * embedding is the head) are read one row at a time with pread, so they never grow the process's
- * resident set. The file is untrusted even after opening: a read error or a file shortened since
+ * embedding is the head) are read one row at a time with pread into a small direct-mapped cache
+ * of rows (part of the budget), so they never grow the process's resident set: a small read
+ * queued behind the reader's large ones waits for them, and a drafter asks for the same rows
+ * again and again. The file is untrusted even after opening: a read error or a file shortened since
  * it was opened ends the pass with a one-line error, and the stream stays failed. */
 #ifndef ARBOR_STREAM_H
 #define ARBOR_STREAM_H
@@ -46,6 +48,7 @@ typedef struct ar_stream_plan {
     uint64_t slot_bytes;     /* memory of all slot buffers */
     uint64_t streamed_bytes; /* bytes read from the file per forward pass */
     uint64_t largest_unit;   /* buffer bytes of the largest unit */
+    uint64_t row_cache_bytes; /* embedding rows read from the file, kept (part of the budget) */
     uint64_t min_budget;     /* the smallest budget that streams: 2 slots of the largest unit */
     uint64_t needed_all;     /* the budget at which everything is resident */
 } ar_stream_plan;
