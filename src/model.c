@@ -705,6 +705,13 @@ static bool pack_map_cached(ar_model *m, const pack_plan *pl, const char *path) 
     m->packed_bytes = pl->total;
     m->packed_mapped = true;
     pack_attach(m, pl, map);
+    /* keep the mapped weights resident as they are first read, as anonymous memory would be
+     * (no swap): otherwise memory pressure or proactive reclaim (DAMON, in some VMs) evicts
+     * them between tokens' uses and decoding reads them from disk again. Only when they fit in
+     * half of the RAM; a refused lock (RLIMIT_MEMLOCK) changes nothing else. */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && pl->total <= (size_t)pages * (size_t)page / 2)
+        m->packed_locked = mlock2(map, pl->total, MLOCK_ONFAULT) == 0;
     for (int i = 0; i < pl->n; i++)
         release_pages(m, pl->mats[i]->data, (size_t)pl->mats[i]->ne[1] * pl->mats[i]->nb1);
     return true;
@@ -868,10 +875,8 @@ fail:
 
 void ar_model_free(ar_model *m) {
     if (!m) return;
-    if (m->resident) {
-        munlock(m->gguf->map, m->gguf->size);
-        if (m->packed) munlock(m->packed, m->packed_bytes);
-    }
+    if (m->resident) munlock(m->gguf->map, m->gguf->size);
+    if ((m->resident || m->packed_locked) && m->packed) munlock(m->packed, m->packed_bytes);
     ar_vocab_free(m->vocab);
     ar_gguf_close(m->gguf);
     free(m->layers);

@@ -138,6 +138,7 @@ typedef struct ar_model {
     void *packed;             /* the packed matrices (params.repack), or NULL */
     size_t packed_bytes;
     bool packed_mapped;       /* packed is a mapping of a cache entry (else malloc'd) */
+    bool packed_locked;       /* that mapping is locked in memory as it is read */
     const char *packed_from;  /* "cache", "cache (written)" or "memory" */
     char pack_note[512];      /* a warning about the packed-weights cache, or "" */
 } ar_model;

@@ -370,12 +370,6 @@ static void dot_q6_K(int64_t n, float *restrict s, const void *restrict w,
  * (two shuffle-port instructions each, which would be the bottleneck). */
 #define FORGET_STORES() __asm__ __volatile__("" ::: "memory")
 
-static inline int32_t load_i32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* ================================ F32, F16, BF16 ================================ */
 
 enum { W_F32, W_F16, W_BF16 };
