@@ -22,7 +22,7 @@
 #include "arbor.h"
 #include "bench.h"
 #include "bench/args.h"
-#include "src/util.h"
+#include "src/core/util.h"
 
 #define CGROUP_MEM "/sys/fs/cgroup/memory"
 #define CGROUP_BLK "/sys/fs/cgroup/blkio"

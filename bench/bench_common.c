@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "src/cpu.h"
-#include "src/gguf.h"
+#include "src/core/cpu.h"
+#include "src/core/gguf.h"
 
 /* ---- machine ---- */
 

@@ -12,7 +12,7 @@
 #include "arbor.h"
 #include "bench.h"
 #include "bench/args.h"
-#include "src/model.h"
+#include "src/core/model.h"
 
 const int32_t bench_batch_sizes[BENCH_BATCH_SIZES] = {1, 2, 4, 8, 16, 32, 64};
 

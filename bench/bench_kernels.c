@@ -17,9 +17,9 @@
 #include "arbor.h"
 #include "bench.h"
 #include "bench/args.h"
-#include "src/cpu.h"
+#include "src/core/cpu.h"
 #include "src/kernels/matmul.h"
-#include "src/threadpool.h"
+#include "src/core/threadpool.h"
 
 #define K_COLS      4096 /* values per weight row: a multiple of every block size */
 #define POOL_ROWS   64   /* distinct weight rows */

@@ -23,7 +23,7 @@
 #include "arbor.h"
 #include "bench.h"
 #include "sched/treespec.h"
-#include "src/cache.h"
+#include "src/core/cache.h"
 #include "bench/args.h"
 #include "bench/synth.h"
 

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "bench/args.h"
-#include "src/gguf.h"
-#include "src/vocab.h"
+#include "src/core/gguf.h"
+#include "src/tokenizer/vocab.h"
 
 int bench_tokenize(int argc, char **argv);
 

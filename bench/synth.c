@@ -23,8 +23,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "src/gguf.h"
-#include "src/threadpool.h"
+#include "src/core/gguf.h"
+#include "src/core/threadpool.h"
 
 static const ar_synth_shape presets[] = {
     {"stories15m", 288, 768, 6, 6, 6, 256, false, false, 0},

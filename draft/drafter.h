@@ -10,8 +10,8 @@
 #ifndef ARBOR_DRAFTER_H
 #define ARBOR_DRAFTER_H
 
-#include "src/model.h"
-#include "src/sampling.h"
+#include "src/core/model.h"
+#include "src/core/sampling.h"
 #include "tokentree/tokentree.h"
 
 #define AR_SPEC_MAX_LEVELS 32

@@ -19,8 +19,8 @@
 
 #include "engine.h"
 #include "spec.h"
-#include "src/cache.h"
-#include "src/cpu.h"
+#include "src/core/cache.h"
+#include "src/core/cpu.h"
 
 #define CACHE_MAX_BYTES 8192
 

@@ -9,9 +9,9 @@
 #include "draft/drafter.h"
 #include "sched/scheduler.h"
 #include "sched/spec.h"
-#include "src/model.h"
-#include "src/sampling.h"
-#include "src/stream.h"
+#include "src/core/model.h"
+#include "src/core/sampling.h"
+#include "src/core/stream.h"
 #include "verify/accept.h"
 
 typedef struct ar_engine_params {

@@ -15,7 +15,7 @@
 #include "draft/drafter.h"
 #include "sched/scheduler.h"
 #include "sched/treespec.h"
-#include "src/sampling.h"
+#include "src/core/sampling.h"
 #include "verify/accept.h"
 
 struct ar_engine;

@@ -7,7 +7,7 @@
 #ifndef ARBOR_TOPO_H
 #define ARBOR_TOPO_H
 
-#include "src/util.h"
+#include "src/core/util.h"
 
 #define AR_TOPO_MAX_CPUS 1024
 

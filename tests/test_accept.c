@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "src/sampling.h"
+#include "src/core/sampling.h"
 #include "tokentree/tokentree.h"
 #include "verify/accept.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/model.h"
+#include "src/core/model.h"
 #include "tests/util/arch_models.h"
 #include "tests/util/gguf_build.h"
 #include "tests/util/ref_forward.h"

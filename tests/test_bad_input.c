@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "arbor.h"
-#include "src/gguf.h"
+#include "src/core/gguf.h"
 #include "util/arch_models.h"
 #include "util/gguf_build.h"
 #include "util/refs.h"

@@ -9,8 +9,8 @@
 
 #include "src/kernels/kernels.h"
 #include "src/kernels/matmul.h"
-#include "src/model.h"
-#include "src/sampling.h"
+#include "src/core/model.h"
+#include "src/core/sampling.h"
 #include "tests/util/arch_models.h"
 #include "tests/util/gguf_build.h"
 #include "tests/util/refs.h"

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 
 #include "arbor.h"
-#include "src/chat.h"
+#include "src/tokenizer/chat.h"
 #include "bench/synth.h"
 #include "tests/util/gguf_build.h"
 #include "tests/util/refs.h"

@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "src/gguf.h"
+#include "src/core/gguf.h"
 #include "util/gguf_build.h"
 #include "util/refs.h"
 

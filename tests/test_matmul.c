@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/cpu.h"
+#include "src/core/cpu.h"
 #include "src/kernels/matmul.h"
-#include "src/model.h"
+#include "src/core/model.h"
 #include "src/kernels/kernels.h"
 
 static void init(void) {

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "src/model.h"
-#include "src/sampling.h"
+#include "src/core/model.h"
+#include "src/core/sampling.h"
 #include "tests/util/refs.h"
 
 typedef struct model_case {

@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "src/cpu.h"
+#include "src/core/cpu.h"
 #include "src/kernels/kernels.h"
-#include "src/model.h"
+#include "src/core/model.h"
 #include "tests/util/refs.h"
 
 static char cache_dir[256];

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/cpu.h"
-#include "src/gguf.h"
+#include "src/core/cpu.h"
+#include "src/core/gguf.h"
 #include "src/kernels/kernels.h"
 
 #define FIX ARBOR_FIXTURES

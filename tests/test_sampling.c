@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "src/sampling.h"
+#include "src/core/sampling.h"
 
 /* ---- helpers ---- */
 

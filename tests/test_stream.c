@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "arbor.h"
-#include "src/model.h"
-#include "src/stream.h"
+#include "src/core/model.h"
+#include "src/core/stream.h"
 #include "bench/synth.h"
 #include "util/arch_models.h"
 #include "util/gguf_build.h"

@@ -22,8 +22,8 @@
 #include <xxhash.h>
 
 #include "arbor.h"
-#include "src/gguf.h"
-#include "src/model.h"
+#include "src/core/gguf.h"
+#include "src/core/model.h"
 #include "bench/synth.h"
 #include "util/gguf_build.h"
 

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "src/vocab_internal.h"
+#include "src/tokenizer/vocab_internal.h"
 #include "util/gguf_build.h"
 #include "util/refs.h"
 

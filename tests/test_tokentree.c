@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <xxhash.h>
 
-#include "src/sampling.h"
+#include "src/core/sampling.h"
 #include "tokentree/tokentree.h"
 
 /* Is a an ancestor of b, or b itself? (walking parent links, the slow obvious way) */

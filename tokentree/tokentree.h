@@ -13,7 +13,7 @@
 #ifndef ARBOR_TOKENTREE_H
 #define ARBOR_TOKENTREE_H
 
-#include "src/util.h"
+#include "src/core/util.h"
 
 typedef struct ar_tree_node {
     int32_t token;

@@ -10,7 +10,7 @@
 #ifndef ARBOR_ACCEPT_H
 #define ARBOR_ACCEPT_H
 
-#include "src/sampling.h"
+#include "src/core/sampling.h"
 #include "tokentree/tokentree.h"
 
 typedef struct ar_accept_result {

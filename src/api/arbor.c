@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "sched/engine.h"
-#include "src/chat.h"
-#include "src/model.h"
-#include "src/vocab.h"
+#include "src/tokenizer/chat.h"
+#include "src/core/model.h"
+#include "src/tokenizer/vocab.h"
 
 _Static_assert(ARBOR_OK == (int)AR_OK && ARBOR_ERR_IO == (int)AR_ERR_IO &&
                    ARBOR_ERR_FORMAT == (int)AR_ERR_FORMAT &&

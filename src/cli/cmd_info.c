@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "src/cpu.h"
-#include "src/gguf.h"
+#include "src/core/cpu.h"
+#include "src/core/gguf.h"
 #include "src/kernels/kernels.h"
-#include "src/tensor.h"
+#include "src/core/tensor.h"
 
 #define TOKEN_ID_NONE   4294967295u /* tokenizer.ggml.*_token_id: "no such token" */
 #define MAX_SHOWN_BYTES 64          /* of a string value */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/gguf.h"
-#include "src/vocab.h"
+#include "src/core/gguf.h"
+#include "src/tokenizer/vocab.h"
 
 #define MAX_TEXT_BYTES ((size_t)1 << 30)
 

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "sched/topo.h"
-#include "src/cpu.h"
+#include "src/core/cpu.h"
 
 int cmd_topo(int argc, char **argv) {
     const char *synthetic = NULL;

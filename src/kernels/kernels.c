@@ -8,7 +8,7 @@
 #include <cblas.h>
 #include <math.h>
 
-#include "../cpu.h"
+#include "src/core/cpu.h"
 #include "kernels.h"
 
 /* ---- attention, portable ---- */

@@ -20,8 +20,8 @@
 #ifndef ARBOR_KERNELS_H
 #define ARBOR_KERNELS_H
 
-#include "../cpu.h"
-#include "../tensor.h"
+#include "src/core/cpu.h"
+#include "src/core/tensor.h"
 
 /* ---- block layouts (ggml-common.h); fp16 fields are IEEE half bits ---- */
 typedef uint16_t ar_half;

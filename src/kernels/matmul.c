@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model.h"
+#include "src/core/model.h"
 #include "kernels.h"
 
 /* Batches above AR_BATCH_INVARIANT (prompts) need not be batch-invariant, and for the float

@@ -6,8 +6,8 @@
 #ifndef ARBOR_MATMUL_H
 #define ARBOR_MATMUL_H
 
-#include "../tensor.h"
-#include "../threadpool.h"
+#include "src/core/tensor.h"
+#include "src/core/threadpool.h"
 
 typedef struct ar_matmul_scratch ar_matmul_scratch;
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <xxhash.h>
 
-#include "../cache.h"
+#include "src/core/cache.h"
 #include "kernels.h"
 
 #define TUNE_VERSION 2

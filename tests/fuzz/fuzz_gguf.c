@@ -5,7 +5,7 @@
  * the buffer (AddressSanitizer sees the buffer's exact bounds, since libFuzzer allocates it). */
 #include <string.h>
 
-#include "src/gguf.h"
+#include "src/core/gguf.h"
 #include "tests/fuzz/fuzz.h"
 
 static void fz_gguf_check_error(void) {

@@ -6,7 +6,7 @@
  * text exactly when it is valid UTF-8 (the property llama.cpp's test-tokenizer-1-bpe checks). */
 #include <string.h>
 
-#include "src/vocab.h"
+#include "src/tokenizer/vocab.h"
 #include "tests/fuzz/fuzz.h"
 
 #ifndef ARBOR_FIXTURES

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "src/gguf.h"
+#include "src/core/gguf.h"
 
 static const char *fixtures, *out_dir;
 static int n_written;

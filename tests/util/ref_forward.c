@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/gguf.h"
+#include "src/core/gguf.h"
 
 typedef struct rf_layer {
     const float *attn_norm, *wq, *wk, *wv, *wqkv, *bq, *bk, *bv, *q_norm, *k_norm, *wo;

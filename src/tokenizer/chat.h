@@ -4,7 +4,7 @@
 #ifndef ARBOR_CHAT_H
 #define ARBOR_CHAT_H
 
-#include "util.h"
+#include "src/core/util.h"
 
 typedef enum ar_chat_family {
     AR_CHAT_UNKNOWN = 0,

@@ -4,7 +4,7 @@
 #ifndef ARBOR_VOCAB_H
 #define ARBOR_VOCAB_H
 
-#include "gguf.h"
+#include "src/core/gguf.h"
 
 typedef enum ar_vocab_kind { AR_VOCAB_SPM = 1, AR_VOCAB_BPE = 2 } ar_vocab_kind;
 

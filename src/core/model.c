@@ -2,8 +2,8 @@
  * them) and the KV cache. The forward pass is in forward.c. */
 #include "model.h"
 
-#include "kernels/kernels.h"
-#include "kernels/matmul.h"
+#include "src/kernels/kernels.h"
+#include "src/kernels/matmul.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,11 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define IO_ALIGN   4096u      /* O_DIRECT: file offsets, lengths and buffers */
-#define READ_CHUNK (1u << 20) /* bytes per pread: the disk's full sequential rate (stream.h),
-                                 and a short queue for an embedding row read meanwhile */
-#define ROW_CACHE_ROWS 4096   /* embedding rows kept (direct-mapped by token id) */
-#define GAP_MAX    (1u << 20) /* a unit's tensors closer than this are read as one extent */
+#define IO_ALIGN 4096u /* O_DIRECT: file offsets, lengths and buffers */
+#define READ_CHUNK                                                                                 \
+    (1u << 20)                    /* bytes per pread: the disk's full sequential rate (stream.h),  \
+                                     and a short queue for an embedding row read meanwhile */
+#define ROW_CACHE_ROWS 4096       /* embedding rows kept (direct-mapped by token id) */
+#define GAP_MAX        (1u << 20) /* a unit's tensors closer than this are read as one extent */
 
 /* A run of a unit's bytes in the file, [off, off + len) aligned to IO_ALIGN, at buf_off in the
  * unit's buffer. */
@@ -61,7 +62,7 @@ struct ar_stream {
     uint8_t *rows;            /* [n_rows][nb1] */
     int32_t *row_token;       /* [n_rows] the token each slot holds, -1 */
     int32_t n_rows;
-    int32_t *order;           /* streamed units, in pass order */
+    int32_t *order; /* streamed units, in pass order */
     int n_order;
     slot *slots;
     int n_slots;
@@ -620,7 +621,7 @@ ar_status ar_stream_embed(ar_stream *s, int32_t token, void *scratch, float *out
     if (row) {
         pthread_mutex_lock(&s->rows_mu);
         if (s->row_token[token % s->n_rows] == token) { /* converted under the lock: a slot */
-            tt->to_float(row, out, m->hp.n_embd);    /* may be refilled by the other thread */
+            tt->to_float(row, out, m->hp.n_embd);       /* may be refilled by the other thread */
             pthread_mutex_unlock(&s->rows_mu);
             return AR_OK;
         }

@@ -7,9 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "kernels/matmul.h"
+#include "src/kernels/matmul.h"
 #include "model.h"
-#include "kernels/kernels.h"
+#include "src/kernels/kernels.h"
 #include "stream.h"
 
 struct ar_workspace {

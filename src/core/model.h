@@ -17,7 +17,7 @@
 #include "gguf.h"
 #include "tensor.h"
 #include "threadpool.h"
-#include "vocab.h"
+#include "src/tokenizer/vocab.h"
 
 /* Prompt chunks (ar_batch.prompt) above this size may use faster BLAS paths whose rounding
  * depends on the batch; every other batch uses only batch-invariant kernels. */
