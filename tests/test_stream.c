@@ -98,7 +98,16 @@ static void check_model(const char *name) {
                 ar_stream *s;
                 cr_assert_eq(ar_stream_create(m, &sp, &s), AR_OK, "%s: %s", name, ar_last_error());
                 const ar_stream_plan *pl = ar_stream_get_plan(s);
-                cr_assert_leq(pl->resident_bytes + pl->slot_bytes, sp.budget);
+                cr_assert_leq(pl->resident_bytes + pl->slot_bytes + pl->row_cache_bytes, sp.budget);
+                /* the embedding row cache never makes a budget too small: it gives way first */
+                const bool tied = m->output.data == m->tok_embd.data;
+                if (b == 0 && slots == 2)
+                    cr_assert_eq(pl->row_cache_rows, 0, "%s: no row cache at the smallest budget",
+                                 name);
+                if (b == 2)
+                    cr_assert(pl->row_cache_rows == all.row_cache_rows &&
+                                  (tied || pl->row_cache_rows > 0),
+                              "%s: the whole row cache when everything fits", name);
                 if (b == 0 && slots == 2 && all.min_budget < all.needed_all) /* it saves memory */
                     cr_assert_gt(pl->streamed_bytes, 0, "%s: the smallest budget streams", name);
                 if (b == 0 && slots == 2 && all.largest_unit < all.needed_all / 4)
@@ -288,13 +297,12 @@ Test(stream, budget_too_small_is_refused_with_the_numbers) {
     cr_assert_eq(arbor_context_create(m, cp, &c), ARBOR_ERR_NOMEM);
     /* a verifier loaded packed (the default layout) is not streamed: one clear error */
     arbor_model *packed = NULL;
-    cr_assert_eq(arbor_model_load(MODELS "synth-llama-q8_0.gguf", arbor_model_default_params(),
-                                  &packed),
-                 ARBOR_OK);
+    cr_assert_eq(
+        arbor_model_load(MODELS "synth-llama-q8_0.gguf", arbor_model_default_params(), &packed),
+        ARBOR_OK);
     cp.mem_budget = least;
     arbor_status ps = arbor_context_create(packed, cp, &c);
-    cr_assert(ps == ARBOR_OK || strstr(arbor_last_error(), "repack off"), "%s",
-              arbor_last_error());
+    cr_assert(ps == ARBOR_OK || strstr(arbor_last_error(), "repack off"), "%s", arbor_last_error());
     arbor_context_free(c);
     c = NULL;
     arbor_model_free(packed);

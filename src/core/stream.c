@@ -232,48 +232,67 @@ static void plan_option(const unit *units, int32_t n_layer, int32_t k, bool head
     p->slot_bytes = (uint64_t)p->n_slots * largest_streamed;
 }
 
-/* Rows of the embedding row cache: none when the embedding is the head (it is then read with
- * it, or resident with it). */
-static int32_t row_cache_rows(const ar_model *m) {
+/* Rows of the embedding row cache at most: none when the embedding is the head (it is then read
+ * with it, or resident with it). */
+static int32_t row_cache_max_rows(const ar_model *m) {
     return m->output.data == m->tok_embd.data ? 0 : AR_MIN(ROW_CACHE_ROWS, m->hp.n_vocab);
 }
 
-static ar_status plan_units(const ar_model *m, const unit *units, const ar_stream_params *prm_in,
-                            ar_stream_plan *out) {
-    const uint64_t rc = (uint64_t)row_cache_rows(m) * (m->tok_embd.nb1 + sizeof(int32_t));
-    ar_stream_params budgeted = *prm_in;
-    budgeted.budget = prm_in->budget > rc ? prm_in->budget - rc : 0;
-    const ar_stream_params *prm = &budgeted;
-    const int32_t L = m->hp.n_layer;
-    const int32_t n_slots = prm->n_slots > 0 ? AR_MAX(prm->n_slots, 2) : 2;
-    const int32_t min_res = AR_MAX(0, AR_MIN(prm->min_resident, L));
+static uint64_t row_cache_bytes(const ar_model *m, int32_t rows) {
+    return (uint64_t)rows * (m->tok_embd.nb1 + sizeof(int32_t));
+}
+
+/* The plan that streams least within budget (false if none), and the smallest plan there is. */
+static bool best_plan(const unit *units, int32_t L, int32_t n_slots, int32_t min_res,
+                      uint64_t budget, ar_stream_plan *best, ar_stream_plan *smallest) {
     bool found = false;
-    ar_stream_plan best = {0}, p, smallest = {0};
     uint64_t smallest_total = UINT64_MAX;
+    ar_stream_plan p;
     for (int h = 1; h >= 0; h--) {
         if (!h && min_res > 0) continue; /* a self-drafter needs the head */
         for (int32_t k = L; k >= min_res; k--) {
             plan_option(units, L, k, h, n_slots, &p);
             const uint64_t total = p.resident_bytes + p.slot_bytes;
-            if (total < smallest_total) smallest_total = total, smallest = p;
-            if (total > prm->budget) continue;
+            if (total < smallest_total) smallest_total = total, *smallest = p;
+            if (total > budget) continue;
             /* least streamed wins; on a tie the resident head (it comes first: h = 1) */
-            if (!found || p.streamed_bytes < best.streamed_bytes) best = p, found = true;
+            if (!found || p.streamed_bytes < best->streamed_bytes) *best = p, found = true;
         }
     }
-    if (!found) {
-        return ar_fail(AR_ERR_NOMEM,
-                       "%s: %.1f MiB for its weights is too little: streaming needs %.1f MiB "
-                       "(%d slot buffers of %.1f MiB, the largest unit%s, + %.1f MiB resident)",
-                       m->path, mib(prm->budget), mib(smallest_total), smallest.n_slots,
-                       smallest.n_slots ? mib(smallest.slot_bytes / (uint64_t)smallest.n_slots)
-                                        : 0.0,
-                       min_res ? "; the self-drafter's layers and the head stay resident" : "",
-                       mib(smallest.resident_bytes));
+    return found;
+}
+
+/* The row cache has its full size unless no plan fits beside it at all; then it is halved (to
+ * nothing) until one does, so that it never makes a budget too small. */
+static ar_status plan_units(const ar_model *m, const unit *units, const ar_stream_params *prm,
+                            ar_stream_plan *out) {
+    const int32_t L = m->hp.n_layer;
+    const int32_t n_slots = prm->n_slots > 0 ? AR_MAX(prm->n_slots, 2) : 2;
+    const int32_t min_res = AR_MAX(0, AR_MIN(prm->min_resident, L));
+    ar_stream_plan best = {0}, smallest = {0};
+    int32_t rows = row_cache_max_rows(m);
+    for (;;) {
+        const uint64_t rc = row_cache_bytes(m, rows);
+        const uint64_t budget = prm->budget > rc ? prm->budget - rc : 0;
+        if (best_plan(units, L, n_slots, min_res, budget, &best, &smallest)) break;
+        if (rows == 0) {
+            return ar_fail(AR_ERR_NOMEM,
+                           "%s: %.1f MiB for its weights is too little: streaming needs %.1f MiB "
+                           "(%d slot buffers of %.1f MiB, the largest unit%s, + %.1f MiB "
+                           "resident)",
+                           m->path, mib(prm->budget),
+                           mib(smallest.resident_bytes + smallest.slot_bytes), smallest.n_slots,
+                           smallest.n_slots ? mib(smallest.slot_bytes / (uint64_t)smallest.n_slots)
+                                            : 0.0,
+                           min_res ? "; the self-drafter's layers and the head stay resident" : "",
+                           mib(smallest.resident_bytes));
+        }
+        rows = rows >= 128 ? rows / 2 : 0;
     }
-    best.min_budget = smallest_total + rc;
-    best.needed_all += rc;
-    best.row_cache_bytes = rc;
+    best.min_budget = smallest.resident_bytes + smallest.slot_bytes;
+    best.row_cache_rows = rows;
+    best.row_cache_bytes = row_cache_bytes(m, rows);
+    best.needed_all += row_cache_bytes(m, row_cache_max_rows(m));
     *out = best;
     return AR_OK;
 }
@@ -443,7 +462,7 @@ ar_status ar_stream_create(const ar_model *m, const ar_stream_params *p, ar_stre
     }
     const unit *hu = &s->units[m->hp.n_layer];
     if (hu->resident && m->output.data == m->tok_embd.data) s->embd_copy = hu->head.data;
-    if ((s->n_rows = row_cache_rows(m)) > 0) {
+    if ((s->n_rows = s->plan.row_cache_rows) > 0) {
         s->rows = malloc((size_t)s->n_rows * m->tok_embd.nb1);
         s->row_token = malloc((size_t)s->n_rows * sizeof(int32_t));
         if (!s->rows || !s->row_token) {

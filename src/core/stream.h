@@ -43,14 +43,15 @@ typedef struct ar_stream_plan {
     int32_t n_resident; /* resident units */
     int32_t n_resident_layers;
     bool head_resident;
-    int32_t n_slots;         /* 0 when everything is resident */
-    uint64_t resident_bytes; /* memory of the resident copies */
-    uint64_t slot_bytes;     /* memory of all slot buffers */
-    uint64_t streamed_bytes; /* bytes read from the file per forward pass */
-    uint64_t largest_unit;   /* buffer bytes of the largest unit */
-    uint64_t row_cache_bytes; /* embedding rows read from the file, kept (part of the budget) */
-    uint64_t min_budget;     /* the smallest budget that streams: 2 slots of the largest unit */
-    uint64_t needed_all;     /* the budget at which everything is resident */
+    int32_t n_slots;          /* 0 when everything is resident */
+    uint64_t resident_bytes;  /* memory of the resident copies */
+    uint64_t slot_bytes;      /* memory of all slot buffers */
+    uint64_t streamed_bytes;  /* bytes read from the file per forward pass */
+    uint64_t largest_unit;    /* buffer bytes of the largest unit */
+    int32_t row_cache_rows;   /* embedding rows kept, read from the file (fewer when tight) */
+    uint64_t row_cache_bytes; /* their memory (part of the budget) */
+    uint64_t min_budget;      /* the smallest budget that streams: 2 slots of the largest unit */
+    uint64_t needed_all;      /* the budget at which everything is resident */
 } ar_stream_plan;
 
 /* Chooses what stays resident under p->budget: the head and the first layers, as many as leave
