@@ -62,6 +62,21 @@ double ar_sched_draft_cost(const ar_sched *s, int32_t n) { return interp(s->cost
  * not a guard against it: a slope that turns out optimistic is corrected by the first tree of
  * that size, while a pessimistic one would never be put to the test. Entry 0 is always set. */
 #define MIN_SLOPE 0.01 /* of entry 0, per row: every row costs something */
+
+/* A batch of a + b rows never costs more than a batch of a and one of b (it could be run as
+ * those two): entries above that are cut to it. A disturbed measurement (another process took
+ * the core, a page fault stream) would otherwise make its size look dear, and the slope past it
+ * every larger size; a size that looks dear is not tried again, so the model would never learn
+ * otherwise. Real steps in cost (a kernel change between 4 and 5 rows) are far below this bound. */
+static void subadditive(double *t) {
+    for (int i = 1; i < AR_COST_SIZES; i++)
+        for (int j = 0; j < i; j++) {
+            const int32_t r = ar_cost_size(i) - ar_cost_size(j);
+            const int k = size_index(r);
+            if (r < ar_cost_size(j) || ar_cost_size(k) != r) continue; /* each split once */
+            t[i] = fmin(t[i], t[j] + t[k]);
+        }
+}
 static void estimate(double *t, const double *seen) {
     int last = 0, prev = -1; /* the two largest anchors: entry 0, or measured entries */
     for (int i = 1; i < AR_COST_SIZES; i++) {
@@ -80,6 +95,7 @@ static void estimate(double *t, const double *seen) {
         slope = fmax(MIN_SLOPE * t[0], (t[last] - t[prev]) / (ar_cost_size(last) - ar_cost_size(prev)));
     for (int j = last + 1; j < AR_COST_SIZES; j++)
         t[j] = t[last] + slope * (ar_cost_size(j) - ar_cost_size(last));
+    subadditive(t);
     for (int i = 1; i < AR_COST_SIZES; i++) t[i] = fmax(t[i], t[i - 1]);
 }
 

@@ -86,6 +86,28 @@ Test(scheduler, cost_steps_between_sizes_are_seen) {
     ar_tree_free(&t);
 }
 
+/* One disturbed measurement (a batch of 8 drafter rows timed at 8x its worth) does not make
+ * that size, and by the slope past it every larger one, look dear: a batch of a + b rows is
+ * never priced above a batch of a plus one of b. */
+Test(scheduler, a_disturbed_measurement_does_not_price_out_larger_batches) {
+    ar_sched s;
+    ar_sched_init(&s);
+    ar_sched_set_prior(&s, 0.300, 0.060, 0.006, true);
+    for (int32_t n = 2; n <= 7; n++) ar_sched_observe_draft(&s, n, 0.006 + 0.0004 * (n - 1));
+    ar_sched_observe_draft(&s, 8, 0.064);
+    const double d1 = ar_sched_draft_cost(&s, 1), d7 = ar_sched_draft_cost(&s, 7);
+    cr_assert_float_eq(d7, 0.006 + 0.0024, 1e-9);
+    cr_assert_leq(ar_sched_draft_cost(&s, 8), d1 + d7 + 1e-12);
+    cr_assert_leq(ar_sched_draft_cost(&s, 16), 2 * ar_sched_draft_cost(&s, 8) + 1e-12);
+    cr_assert_leq(ar_sched_draft_cost(&s, 32), 4 * ar_sched_draft_cost(&s, 8) + 1e-12);
+    /* a real step stays: 5 rows at 5 ms over 4 rows is below the 4 + 1 bound (13 ms) */
+    ar_sched_init(&s);
+    ar_sched_set_prior(&s, 0.300, 0.060, 0.006, true);
+    ar_sched_observe_draft(&s, 4, 0.007);
+    ar_sched_observe_draft(&s, 5, 0.012);
+    cr_assert_float_eq(ar_sched_draft_cost(&s, 5), 0.012, 1e-12);
+}
+
 /* Level shaping: grow while a drafter batch is cheap against what the next level adds, stop
  * when it is dear, add nothing when no candidate pays for its verifier row. */
 Test(scheduler, levels_are_shaped_by_costs) {
