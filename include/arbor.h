@@ -186,6 +186,12 @@ typedef struct arbor_context_params {
     const arbor_model *draft_model; /* ARBOR_DRAFT_MODEL: borrowed, must outlive the context;
                                        its vocabulary must match the verifier's */
     int32_t draft_self_layers;      /* ARBOR_DRAFT_SELF: M >= 1, below the verifier's layers */
+    bool draft_share;               /* ARBOR_DRAFT_MODEL: a drafter that is a cut of the verifier
+                                       (its first layers, embedding and head, byte for byte, as
+                                       `arbor synth --drafter` or an early-exit export makes)
+                                       drafts with the verifier's own weights instead: the same
+                                       logits, one copy in memory; the drafter model's pages are
+                                       then unlocked and dropped (it stays usable). Default on. */
     const char *tree;       /* tree shape: "chain:K", "static:AxBxC", "dynamic:N", "adaptive";
                                NULL: the default ("adaptive": the scheduler chooses). Read
                                at creation; checked whenever it is not NULL, used only with a

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/core/model.h"
+#include "tests/util/refs.h"
 #include "tests/util/arch_models.h"
 #include "tests/util/gguf_build.h"
 #include "tests/util/spec_check.h"
@@ -121,6 +123,90 @@ Test(speculative, padded_vocabularies, .timeout = 600) {
     free(big_v);
     free(big_d);
     free(real);
+    gb_rmdir(dir);
+    free(dir);
+}
+
+static bool collect(void *user, arbor_token token, const char *text, size_t len) {
+    (void)text;
+    (void)len;
+    spec_run *r = user;
+    if (token >= 0 && r->n < (int)(sizeof r->tokens / sizeof r->tokens[0])) r->tokens[r->n++] = token;
+    return true;
+}
+
+/* A drafter cut from the verifier (its first layer, embedding and head, byte for byte) is
+ * recognised and drafts with the verifier's own weights: the same tokens and the same trees as
+ * the separate model (one copy in memory: no drafter weights in the budget). A drafter of the
+ * same shape cut from other weights, the verifier itself or a real pair are not cuts. */
+Test(speculative, cut_drafter_shares_the_verifiers_layers, .timeout = 600) {
+    char *dir = gb_tmpdir(), *verifier, *drafter;
+    arch_model_pair("llama3", dir, &verifier, &drafter);
+    ar_synth_params p = arch_model_params("llama3", -1);
+    p.eps = 0.3f;
+    p.eps_layer = 1;
+    p.seed += 1;
+    char other[4096], other_d[4096];
+    snprintf(other, sizeof other, "%s/other.gguf", dir);
+    snprintf(other_d, sizeof other_d, "%s/other-d.gguf", dir);
+    cr_assert_eq(ar_synth_write(&p, other), AR_OK, "%s", ar_last_error());
+    cr_assert_eq(ar_synth_drafter(other, 1, other_d), AR_OK, "%s", ar_last_error());
+    ar_model *v = NULL, *d = NULL, *od = NULL, *real_v = NULL, *real_d = NULL;
+    const ar_model_params mp = ar_model_default_params();
+    cr_assert_eq(ar_model_load(verifier, mp, &v), AR_OK, "%s", ar_last_error());
+    cr_assert_eq(ar_model_load(drafter, mp, &d), AR_OK, "%s", ar_last_error());
+    cr_assert_eq(ar_model_load(other_d, mp, &od), AR_OK, "%s", ar_last_error());
+    cr_assert_eq(ar_model_load(fixture("models/llama2xs-260K-f32.gguf"), mp, &real_v), AR_OK);
+    cr_assert_eq(ar_model_load(fixture("models/stories260K-f32.gguf"), mp, &real_d), AR_OK);
+    cr_assert(ar_model_is_cut_of(d, v));
+    cr_assert(!ar_model_is_cut_of(v, d), "more layers than the verifier");
+    cr_assert(!ar_model_is_cut_of(v, v), "not fewer layers");
+    cr_assert(!ar_model_is_cut_of(od, v), "same names and shapes, other bytes");
+    cr_assert(!ar_model_is_cut_of(real_d, real_v), "a real pair");
+    ar_model_free(v);
+    ar_model_free(d);
+    ar_model_free(od);
+    ar_model_free(real_v);
+    ar_model_free(real_d);
+
+    arbor_model *tm = NULL, *dm = NULL;
+    cr_assert_eq(arbor_model_load(verifier, arbor_model_default_params(), &tm), ARBOR_OK);
+    cr_assert_eq(arbor_model_load(drafter, arbor_model_default_params(), &dm), ARBOR_OK);
+    spec_run run[2];
+    arbor_stats st[2];
+    arbor_memory_info mi[2];
+    for (int share = 0; share < 2; share++) {
+        arbor_context_params cp = arbor_context_default_params();
+        cp.n_threads = 2;
+        cp.tree = "dynamic:12";
+        cp.draft_kind = ARBOR_DRAFT_MODEL;
+        cp.draft_model = dm;
+        cp.draft_share = share;
+        cp.mem_budget = 256u << 20; /* everything resident, and the memory accounted */
+        arbor_context *ctx = NULL;
+        cr_assert_eq(arbor_context_create(tm, cp, &ctx), ARBOR_OK, "%s", arbor_last_error());
+        arbor_generate_params gp = arbor_generate_default_params();
+        gp.n_predict = 48;
+        gp.ignore_eos = true;
+        memset(&run[share], 0, sizeof run[share]);
+        cr_assert_eq(arbor_generate(ctx, "Once upon a time", &gp, collect, &run[share]), ARBOR_OK,
+                     "%s", arbor_last_error());
+        arbor_get_stats(ctx, &st[share]);
+        cr_assert_eq(arbor_context_get_memory(ctx, &mi[share]), ARBOR_OK);
+        arbor_context_free(ctx);
+    }
+    cr_assert_eq(run[0].n, 48);
+    cr_assert_eq(run[1].n, 48);
+    cr_assert_arr_eq(run[0].tokens, run[1].tokens, 48 * sizeof(arbor_token));
+    cr_assert_gt(st[0].n_accepted, 0, "the drafter never agreed: nothing is compared");
+    cr_assert_eq(st[0].n_drafted, st[1].n_drafted, "the same trees");
+    cr_assert_eq(st[0].n_accepted, st[1].n_accepted);
+    cr_assert_gt(mi[0].drafter_weights, 0);
+    cr_assert_eq(mi[1].drafter_weights, 0, "shared: no second copy");
+    arbor_model_free(dm);
+    arbor_model_free(tm);
+    free(verifier);
+    free(drafter);
     gb_rmdir(dir);
     free(dir);
 }

@@ -302,6 +302,7 @@ arbor_context_params arbor_context_default_params(void) {
                                   .draft_kind = ARBOR_DRAFT_NONE,
                                   .draft_model = NULL,
                                   .draft_self_layers = 0,
+                                  .draft_share = true,
                                   .tree = NULL,
                                   .sched_costs = NULL,
                                   .trace = NULL,
@@ -410,6 +411,19 @@ arbor_status arbor_context_create(const arbor_model *model, arbor_context_params
     ar_tree_spec spec;
     arbor_status st = check_context_params(model, &params, &spec);
     if (st != ARBOR_OK) return st;
+    if (params.draft_kind == ARBOR_DRAFT_MODEL && params.draft_share &&
+        ar_model_is_cut_of(params.draft_model->m, model->m)) {
+        /* the drafter's weights are the verifier's first layers byte for byte: drafting with
+         * those computes the same logits, and the drafter's copy need not be in memory */
+        ar_model *dm = params.draft_model->m;
+        api_log(ARBOR_LOG_INFO,
+                "%s: the verifier's first %d layers byte for byte: drafting with the verifier's "
+                "own (self:%d), its copy released",
+                dm->path, dm->hp.n_layer, dm->hp.n_layer);
+        params.draft_kind = ARBOR_DRAFT_SELF;
+        params.draft_self_layers = dm->hp.n_layer;
+        ar_model_release_memory(dm);
+    }
 
     arbor_context *c = calloc(1, sizeof *c);
     if (!c) return FAIL(ARBOR_ERR_NOMEM, "arbor_context_create: out of memory");

@@ -37,6 +37,9 @@ static void usage(FILE *f) {
           "  -md DRAFT            speculative decoding with a drafter: DRAFT.gguf (a small model\n"
           "                       sharing the vocabulary), self:M (the model's own first M\n"
           "                       layers) or lookup (n-gram prompt lookup, no model)\n"
+          "  --no-draft-share     a drafter that is a cut of the model (its first layers and\n"
+          "                       head, byte for byte) runs as itself, not as self:M over the\n"
+          "                       model's own weights (default: shared, one copy in memory)\n"
           "  --tree SPEC          tree shape: chain:K, static:AxBx..., dynamic:N or adaptive\n"
           "                       (default: adaptive, the scheduler chooses)\n"
           "  --sched-costs FILE   adaptive: use this cost table instead of calibrating\n"
@@ -271,6 +274,8 @@ int cmd_generate(int argc, char **argv) {
             save_costs = v;
         } else if (!strcmp(a, "--trace")) {
             trace = true;
+        } else if (!strcmp(a, "--no-draft-share")) {
+            cp.draft_share = false;
         } else if (!strcmp(a, "--pipeline")) {
             cp.pipeline = true;
         } else if (!strcmp(a, "--repack")) {

@@ -421,6 +421,7 @@ static ar_status embed_rows(const ar_model *m, const ar_kv *kv, ar_workspace *w,
     const float *factors = rope_factors(m, kv);
     const bool scale = ar_arch_get(hp->arch)->embd_scale;
     const float s = sqrtf((float)E);
+    if (w->stream && r->n > 1) ar_stream_embed_prefetch(w->stream, b->tokens + r->first, r->n);
     for (int32_t i = 0; i < r->n; i++) {
         int32_t row = r->first + i;
         float *x = w->x + (size_t)i * E;

@@ -591,6 +591,55 @@ static void release_pages(const ar_model *m, const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* Whether the verifier's gguf has tensor `name` with t's type, shape and bytes. */
+static bool same_tensor(const ar_gguf *v, const ar_gguf_tensor *t, bool compare_bytes) {
+    const ar_gguf_tensor *u = ar_gguf_find_tensor(v, t->name);
+    if (!u || u->type != t->type || u->n_dims != t->n_dims || u->nbytes != t->nbytes) return false;
+    for (uint32_t d = 0; d < t->n_dims; d++)
+        if (u->ne[d] != t->ne[d]) return false;
+    return !compare_bytes || u->data == t->data || memcmp(u->data, t->data, t->nbytes) == 0;
+}
+
+bool ar_model_is_cut_of(const ar_model *d, const ar_model *v) {
+    if (!d || !v || d == v || d->vocab_only || v->vocab_only) return false;
+    const int32_t L = d->hp.n_layer;
+    if (L < 1 || L >= v->hp.n_layer) return false;
+    ar_hparams a = d->hp; /* every field 4 bytes wide: no padding to compare */
+    a.n_layer = v->hp.n_layer;
+    if (memcmp(&a, &v->hp, sizeof a) != 0) return false;
+    /* the same tensor set: the verifier's outside the layers and in its first L layers */
+    uint64_t expected = 0;
+    for (uint64_t i = 0; i < v->gguf->n_tensors; i++) {
+        const char *name = v->gguf->tensors[i].name;
+        if (strncmp(name, "blk.", 4) != 0) {
+            expected++;
+            continue;
+        }
+        char *end = NULL;
+        const long l = strtol(name + 4, &end, 10);
+        if (end && *end == '.' && l >= 0 && l < L) expected++;
+    }
+    if (expected != d->gguf->n_tensors) return false;
+    /* names, types and shapes first (cheap), then the bytes */
+    for (int pass = 0; pass < 2; pass++)
+        for (uint64_t i = 0; i < d->gguf->n_tensors; i++)
+            if (!same_tensor(v->gguf, &d->gguf->tensors[i], pass == 1)) return false;
+    return true;
+}
+
+void ar_model_release_memory(ar_model *m) {
+    if (!m || !m->gguf->owns_map) return;
+    munlock(m->gguf->map, m->gguf->size);
+    release_pages(m, m->gguf->map, m->gguf->size);
+    if (m->packed && m->packed_mapped) {
+        munlock(m->packed, m->packed_bytes);
+        madvise(m->packed, m->packed_bytes, MADV_DONTNEED);
+        m->packed_locked = false;
+    }
+    m->resident = false;
+    m->faulted_in = false;
+}
+
 /* What is packed where; n = 0 when nothing is. */
 static ar_status pack_plan_make(ar_model *m, pack_plan *pl) {
     *pl = (pack_plan){0};

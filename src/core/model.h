@@ -160,6 +160,14 @@ uint64_t ar_model_weight_bytes(const ar_model *m);
 /* Bytes of the matrices a forward pass through the first n_layers layers (<= 0: all) and the
  * head reads: what its memory-bound cost is proportional to. */
 uint64_t ar_model_pass_bytes(const ar_model *m, int32_t n_layers);
+/* Whether d is a cut of v: v's first d->hp.n_layer layers (fewer than v has), with v's
+ * embedding, head and every other tensor outside the layers, the same hyperparameters, and
+ * every tensor's type, shape and bytes equal (compared in full). Such a drafter computes what
+ * v's first layers and head compute, bit for bit: a caller can run those instead. */
+bool ar_model_is_cut_of(const ar_model *d, const ar_model *v);
+/* Unlocks and drops the model's pages from this process (a model no longer read here, or only
+ * rarely): it stays usable, reading its file again where touched. */
+void ar_model_release_memory(ar_model *m);
 
 /* ---- KV cache ---- */
 typedef struct ar_kv {

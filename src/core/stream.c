@@ -417,6 +417,8 @@ ar_status ar_stream_create(const ar_model *m, const ar_stream_params *p, ar_stre
         s->fd = open(m->path, O_RDONLY | O_CLOEXEC);
     }
     s->fd_rows = open(m->path, O_RDONLY | O_CLOEXEC);
+    /* rows are read one at a time, far apart: readahead would read pages no one asked for */
+    if (s->fd_rows >= 0) posix_fadvise(s->fd_rows, 0, 0, POSIX_FADV_RANDOM);
     struct stat st_now;
     if (s->fd < 0 || s->fd_rows < 0 || fstat(s->fd, &st_now) != 0) {
         st = ar_fail(AR_ERR_IO, "%s: cannot open for streaming: %s", m->path, strerror(errno));
@@ -626,6 +628,24 @@ void ar_stream_head_end(ar_stream *s) {
 
 size_t ar_stream_embed_scratch_bytes(const ar_model *m) {
     return m->tok_embd.nb1 + 64;
+}
+
+void ar_stream_embed_prefetch(ar_stream *s, const int32_t *tokens, int32_t n) {
+    const ar_model *m = s->m;
+    if (s->embd_copy) return;
+    const size_t nb1 = m->tok_embd.nb1;
+    const uint64_t base = (uint64_t)((const uint8_t *)m->tok_embd.data - m->gguf->map);
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t t = tokens[i];
+        if (s->rows) {
+            pthread_mutex_lock(&s->rows_mu);
+            const bool cached = s->row_token[t % s->n_rows] == t;
+            pthread_mutex_unlock(&s->rows_mu);
+            if (cached) continue;
+        }
+        posix_fadvise(s->fd_rows, (off_t)(base + (uint64_t)t * nb1), (off_t)nb1,
+                      POSIX_FADV_WILLNEED);
+    }
 }
 
 ar_status ar_stream_embed(ar_stream *s, int32_t token, void *scratch, float *out) {

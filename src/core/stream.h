@@ -79,6 +79,9 @@ void ar_stream_head_end(ar_stream *s);
  * `scratch` holds at least one raw row (tok_embd.nb1 bytes, rounded up to 4096 + 4096). */
 ar_status ar_stream_embed(ar_stream *s, int32_t token, void *scratch, float *out);
 size_t ar_stream_embed_scratch_bytes(const ar_model *m);
+/* Starts reading the rows of those tokens not in the row cache, all at once, for the
+ * ar_stream_embed calls that follow: one read's latency for the batch instead of one a row. */
+void ar_stream_embed_prefetch(ar_stream *s, const int32_t *tokens, int32_t n);
 
 typedef struct ar_stream_stats {
     uint64_t bytes_read; /* from the file by the reader since creation */

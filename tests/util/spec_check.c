@@ -60,6 +60,7 @@ void spec_generate(const char *target, const char *draft, const char *tree, cons
                      "%s", arbor_last_error());
         cp.draft_kind = ARBOR_DRAFT_MODEL;
         cp.draft_model = dm;
+        cp.draft_share = false; /* a cut drafter runs as itself: the separate model's path */
     }
     arbor_context *ctx = NULL;
     cr_assert_eq(arbor_context_create(tm, cp, &ctx), ARBOR_OK, "%s", arbor_last_error());
