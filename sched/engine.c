@@ -17,8 +17,12 @@
 #define PROCESS_BYTES (16ull << 20)
 
 /* Under a budget, verification batches are capped so that their buffers (workspace rows and
- * logits) take at most this share of it. */
-#define TREE_BUDGET_SHARE 8
+ * logits) take at most this share of it. Every byte they take is a byte of the verifier read
+ * from its file for every pass instead of held: at 450 MiB for the 1.1B-shaped pair a sixteenth
+ * caps trees at 65 nodes and keeps a 12th layer resident (236 MiB streamed a pass against 260
+ * at an eighth, which allowed 129), and trees past 64 nodes did not pay there (a 64-row pass
+ * computes about as long as the disk takes to read the streamed layers). */
+#define TREE_BUDGET_SHARE 16
 
 /* The one memory check of a context: what it will allocate for p.n_ctx cells (the KV caches of
  * verifier and drafter, logits rows, workspaces with their per-cell attention scratch), against
@@ -76,10 +80,13 @@ ar_status ar_engine_create(const ar_model *m, ar_engine_params p, ar_engine **ou
     /* the largest verification: AR_TREE_MAX rows, fewer under a budget (its buffers take at most
      * an eighth of it) */
     int32_t tree_rows = AR_TREE_MAX;
-    if (p.mem_budget) {
+    if (p.mem_budget) { /* a power of two of draft nodes and the root */
         const uint64_t per_row = row_bytes(m, p.n_ctx, p.n_threads);
-        while (tree_rows > 16 && (uint64_t)tree_rows * per_row > p.mem_budget / TREE_BUDGET_SHARE)
-            tree_rows /= 2;
+        int32_t drafted = AR_TREE_MAX;
+        while (drafted > 16 &&
+               (uint64_t)(drafted + 1) * per_row > p.mem_budget / TREE_BUDGET_SHARE)
+            drafted /= 2;
+        tree_rows = AR_MIN(drafted + 1, AR_TREE_MAX);
     }
     if (p.n_batch <= 0) p.n_batch = p.mem_budget ? tree_rows : 512;
     int32_t ws_rows = AR_MIN(AR_MAX(p.n_batch, tree_rows), p.n_ctx);

@@ -138,6 +138,33 @@ static void check_model(const char *name) {
     ar_model_free(m);
 }
 
+/* Resident layers: a self-drafter's first layers, the others spread evenly over the rest (a
+ * streamed layer's read overlaps a resident layer's compute), never more or fewer than planned. */
+Test(stream, resident_layers_are_spread) {
+    ar_stream_plan p = {.n_units = 23, .n_resident_layers = 12, .prefix_layers = 2};
+    int n = 0;
+    for (int32_t l = 0; l < 22; l++) n += ar_stream_plan_layer_resident(&p, l);
+    cr_assert_eq(n, 12);
+    cr_assert(ar_stream_plan_layer_resident(&p, 0) && ar_stream_plan_layer_resident(&p, 1));
+    for (int32_t l = 2; l + 1 < 22; l++) /* 10 of 20: they alternate */
+        cr_assert_neq(ar_stream_plan_layer_resident(&p, l),
+                      ar_stream_plan_layer_resident(&p, l + 1), "layers %d and %d", l, l + 1);
+    cr_assert(!ar_stream_plan_layer_resident(&p, 22), "out of range");
+    for (int32_t k = 0; k <= 22; k++) {
+        p = (ar_stream_plan){.n_units = 23, .n_resident_layers = k, .prefix_layers = 0};
+        int got = 0, run = 0, longest = 0;
+        for (int32_t l = 0; l < 22; l++) {
+            const bool r = ar_stream_plan_layer_resident(&p, l);
+            got += r;
+            run = r ? run + 1 : 0;
+            longest = run > longest ? run : longest;
+        }
+        cr_assert_eq(got, k);
+        /* never more resident layers in a row than an even spread needs */
+        if (k < 22) cr_assert_leq(longest, (k + (22 - k) - 1) / (22 - k), "k = %d", k);
+    }
+}
+
 Test(stream, logits_equal_mapped, .timeout = 300) {
     static const char *const models[] = {
         "stories260K-f32.gguf",    /* F32, untied head, streams at the minimum */

@@ -208,14 +208,32 @@ static ar_status make_units(const ar_model *m, unit **out) {
     return AR_OK;
 }
 
-/* Resident: the head (when head_res) and layers [0, k). */
-static void plan_option(const unit *units, int32_t n_layer, int32_t k, bool head_res,
-                        int32_t n_slots, ar_stream_plan *p) {
+/* Whether layer i of L is resident when k are: layers [0, prefix) (a self-drafter's), and the
+ * other k - prefix spread evenly over the rest. Spread, not first: a pass computes a resident
+ * layer while the reader fills the slot a streamed one gave back, so the disk stays busy; k
+ * resident layers in a row (a wide tree's pass spends 10 ms on each) would leave the reader
+ * waiting with full slots for all of them. */
+static bool layer_resident(int32_t i, int32_t L, int32_t k, int32_t prefix) {
+    if (i < 0 || i >= L) return false;
+    if (i < prefix) return true;
+    if (k <= prefix) return false;
+    const int64_t n = L - prefix, r = k - prefix, j = i - prefix;
+    return (j + 1) * r / n > j * r / n;
+}
+
+bool ar_stream_plan_layer_resident(const ar_stream_plan *p, int32_t l) {
+    return layer_resident(l, p->n_units - 1, p->n_resident_layers, p->prefix_layers);
+}
+
+/* Resident: the head (when head_res) and k layers (layer_resident). */
+static void plan_option(const unit *units, int32_t n_layer, int32_t k, int32_t prefix,
+                        bool head_res, int32_t n_slots, ar_stream_plan *p) {
     memset(p, 0, sizeof *p);
     p->n_units = n_layer + 1;
+    p->prefix_layers = AR_MIN(prefix, k);
     uint64_t largest_streamed = 0;
     for (int32_t i = 0; i <= n_layer; i++) {
-        const bool res = i == n_layer ? head_res : i < k;
+        const bool res = i == n_layer ? head_res : layer_resident(i, n_layer, k, prefix);
         p->largest_unit = AR_MAX(p->largest_unit, units[i].bytes);
         p->needed_all += units[i].bytes;
         if (res) {
@@ -251,7 +269,7 @@ static bool best_plan(const unit *units, int32_t L, int32_t n_slots, int32_t min
     for (int h = 1; h >= 0; h--) {
         if (!h && min_res > 0) continue; /* a self-drafter needs the head */
         for (int32_t k = L; k >= min_res; k--) {
-            plan_option(units, L, k, h, n_slots, &p);
+            plan_option(units, L, k, min_res, h, n_slots, &p);
             const uint64_t total = p.resident_bytes + p.slot_bytes;
             if (total < smallest_total) smallest_total = total, *smallest = p;
             if (total > budget) continue;
@@ -449,7 +467,8 @@ ar_status ar_stream_create(const ar_model *m, const ar_stream_params *p, ar_stre
     /* resident units: read once */
     for (int i = 0; i < s->n_units; i++) {
         unit *u = &s->units[i];
-        u->resident = i == m->hp.n_layer ? s->plan.head_resident : i < s->plan.n_resident_layers;
+        u->resident = i == m->hp.n_layer ? s->plan.head_resident
+                                         : ar_stream_plan_layer_resident(&s->plan, i);
         if (!u->resident) continue;
         if (!(u->copy = alloc_io(u->bytes))) {
             st = ar_fail(AR_ERR_NOMEM, "%s: no memory for %.1f MiB of resident weights", m->path,

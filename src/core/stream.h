@@ -42,6 +42,8 @@ typedef struct ar_stream_plan {
     int32_t n_units;    /* layers + 1 (the head is unit n_layer) */
     int32_t n_resident; /* resident units */
     int32_t n_resident_layers;
+    int32_t prefix_layers; /* of those, layers [0, prefix_layers) (a self-drafter's); the others
+                              are spread evenly over the later layers */
     bool head_resident;
     int32_t n_slots;          /* 0 when everything is resident */
     uint64_t resident_bytes;  /* memory of the resident copies */
@@ -54,10 +56,12 @@ typedef struct ar_stream_plan {
     uint64_t needed_all;      /* the budget at which everything is resident */
 } ar_stream_plan;
 
-/* Chooses what stays resident under p->budget: the head and the first layers, as many as leave
- * room for the slots. AR_ERR_NOMEM with the numbers when the budget cannot hold two slots of the
+/* Chooses what stays resident under p->budget: the head and as many layers as leave room for
+ * the slots (a self-drafter's first layers, the others spread over the model). AR_ERR_NOMEM with the numbers when the budget cannot hold two slots of the
  * largest unit (plus the units that must be resident). */
 ar_status ar_stream_plan_for(const ar_model *m, const ar_stream_params *p, ar_stream_plan *out);
+/* Whether the plan keeps layer l resident. */
+bool ar_stream_plan_layer_resident(const ar_stream_plan *p, int32_t l);
 
 /* Reads the resident units, allocates the slots and starts the reader thread (none when all is
  * resident). The model must outlive the stream. */
