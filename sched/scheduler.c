@@ -26,6 +26,7 @@ void ar_sched_init(ar_sched *s) {
         s->acc[b] = (b + 0.5) / AR_ACCEPT_BINS;
         s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
     }
+    s->top_acc = 0.5, s->top_prop = 1.0; /* prior: one trial, half accepted */
     s->threshold = 0.05f;
     s->backoff = BACKOFF_MIN;
 }
@@ -96,7 +97,10 @@ static void estimate(double *t, const double *seen) {
     for (int j = last + 1; j < AR_COST_SIZES; j++)
         t[j] = t[last] + slope * (ar_cost_size(j) - ar_cost_size(last));
     subadditive(t);
-    for (int i = 1; i < AR_COST_SIZES; i++) t[i] = fmax(t[i], t[i - 1]);
+    /* disturbances only ever slow a batch down: a smaller size measured dearer than a larger
+     * one is the wrong one, and is lowered (raising the larger ones instead let one slow first
+     * drafter batch, timed cold, price every size above it for good) */
+    for (int i = AR_COST_SIZES - 1; i > 0; i--) t[i - 1] = fmin(t[i - 1], t[i]);
 }
 
 /* A streamed verifier: the compute entries are estimated as above, and every pass costs the
@@ -165,9 +169,9 @@ void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds) {
 
 bool ar_sched_can_pay(const ar_sched *s) {
     if (!s->costs.valid) return true;
-    double acc = 0, prop = 0; /* the acceptance model's overall rate */
-    for (int b = 0; b < AR_ACCEPT_BINS; b++) acc += s->acc[b], prop += s->prop[b];
-    const double a = prop > 0 ? acc / prop : 0.5;
+    /* a chain follows the likeliest child: its rate, not that of every child (seven unlikely
+     * siblings rejected beside an accepted first choice would make a chain look hopeless) */
+    const double a = s->top_prop > 0 ? s->top_acc / s->top_prop : 0.5;
     const double plain_rate = 1.0 / ar_sched_verify_cost(s, 1);
     double expected = 1.0, ad = 1.0;
     for (int32_t d = 1; d <= MAX_CHAIN; d++) {
@@ -324,10 +328,16 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
     /* acceptance model: every child of an accepted node was a fair trial */
     for (int32_t j = 0; j < n_path; j++) {
         int32_t u = path[j];
+        int32_t top = -1;
         for (int32_t c = tree->nodes[u].first_child; c >= 0; c = tree->nodes[c].next_sibling) {
             int b = ar_accept_bin(tree->nodes[c].p_draft);
             s->prop[b] += 1.0;
             if (j + 1 < n_path && path[j + 1] == c) s->acc[b] += 1.0;
+            if (top < 0 || tree->nodes[c].p_draft > tree->nodes[top].p_draft) top = c;
+        }
+        if (top >= 0) {
+            s->top_prop += 1.0;
+            s->top_acc += j + 1 < n_path && path[j + 1] == top;
         }
     }
     for (int b = 0; b < AR_ACCEPT_BINS; b++) s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);

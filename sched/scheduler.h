@@ -64,6 +64,7 @@ typedef struct ar_sched {
                                    a plain pass costs as much as a tree's) */
     double acc[AR_ACCEPT_BINS]; /* accepted draft tokens whose parent was accepted, by bin */
     double prop[AR_ACCEPT_BINS];/* proposed draft tokens whose parent was accepted, by bin */
+    double top_acc, top_prop;   /* the same for each accepted node's likeliest child: a chain's */
     float accept_table[AR_ACCEPT_BINS];
     float threshold;            /* stop drafting below this path value */
     double win_tokens, win_seconds; /* recent speculative steps (decaying sums) */
@@ -99,8 +100,8 @@ void ar_sched_observe_draft(ar_sched *s, int32_t n, double seconds);
  * step (a plain step keeps the measured T(1) current; not with fixed costs). s->why_plain says
  * which. */
 bool ar_sched_want_speculation(ar_sched *s);
-/* Could a chain of d <= 16 draft tokens beat plain decoding, with the acceptance model's overall
- * rate a: (1 + a + ... + a^d) / (d * draft_cost(1) + verify_cost(d + 1)) > 1 / verify_cost(1)? */
+/* Could a chain of d <= 16 draft tokens beat plain decoding, with the rate a at which the
+ * likeliest child of an accepted node was accepted: (1 + a + ... + a^d) / (d * draft_cost(1) + verify_cost(d + 1)) > 1 / verify_cost(1)? */
 bool ar_sched_can_pay(const ar_sched *s);
 /* The number of draft nodes (root excluded) worth verifying: the k maximising
  * (1 + sum of the k best node values) / (draft_seconds + verify_cost(k + 1)). Node values must

@@ -108,6 +108,19 @@ Test(scheduler, a_disturbed_measurement_does_not_price_out_larger_batches) {
     cr_assert_float_eq(ar_sched_draft_cost(&s, 5), 0.012, 1e-12);
 }
 
+/* A first drafter batch timed cold (41 ms, against 9 ms for every later one) is the one
+ * corrected: later, larger batches measured cheaper lower it, instead of being raised to it. */
+Test(scheduler, a_slow_first_measurement_does_not_raise_the_others) {
+    ar_sched s;
+    ar_sched_init(&s);
+    ar_sched_set_prior(&s, 0.135, 0.044, 0.041, true);
+    for (int i = 0; i < 4; i++) ar_sched_observe_draft(&s, 6, 0.009);
+    cr_assert_float_eq(ar_sched_draft_cost(&s, 6), 0.009, 1e-9);
+    cr_assert_leq(ar_sched_draft_cost(&s, 1), 0.009 + 1e-12);
+    cr_assert_leq(ar_sched_draft_cost(&s, 8), 0.012, "extrapolated from what was measured");
+    cr_assert(ar_sched_can_pay(&s), "a 9 ms drafter against a 135 ms pass pays");
+}
+
 /* Level shaping: grow while a drafter batch is cheap against what the next level adds, stop
  * when it is dear, add nothing when no candidate pays for its verifier row. */
 Test(scheduler, levels_are_shaped_by_costs) {
@@ -165,7 +178,9 @@ static void spec_steps(ar_sched *s, ar_tree *t, int steps, int32_t tokens, doubl
     int32_t path[3] = {0, 1, 2};
     for (int i = 0; i < steps; i++) {
         cr_assert(ar_sched_want_speculation(s), "speculative step %d", i);
-        ar_sched_update(s, t, path, tokens, seconds, tokens);
+        /* the first draft accepted (the drafter is right, its steps are slow): what is judged
+         * is the measured rate, not the acceptance model's can-pay test */
+        ar_sched_update(s, t, path, tokens > 1 ? tokens : 2, seconds, tokens);
     }
 }
 

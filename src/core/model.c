@@ -592,12 +592,54 @@ static void release_pages(const ar_model *m, const void *p, size_t n) {
 }
 
 /* Whether the verifier's gguf has tensor `name` with t's type, shape and bytes. */
-static bool same_tensor(const ar_gguf *v, const ar_gguf_tensor *t, bool compare_bytes) {
+/* Whether the verifier's gguf has a tensor of t's name, type and shape. */
+static const ar_gguf_tensor *same_shape(const ar_gguf *v, const ar_gguf_tensor *t) {
     const ar_gguf_tensor *u = ar_gguf_find_tensor(v, t->name);
-    if (!u || u->type != t->type || u->n_dims != t->n_dims || u->nbytes != t->nbytes) return false;
+    if (!u || u->type != t->type || u->n_dims != t->n_dims || u->nbytes != t->nbytes) return NULL;
     for (uint32_t d = 0; d < t->n_dims; d++)
-        if (u->ne[d] != t->ne[d]) return false;
-    return !compare_bytes || u->data == t->data || memcmp(u->data, t->data, t->nbytes) == 0;
+        if (u->ne[d] != t->ne[d]) return NULL;
+    return u;
+}
+
+/* Whether n bytes at offset oa of file fa equal those at ob of fb: read in chunks with pread, so
+ * that comparing two models does not fault their mappings into the resident set (a budget's
+ * peak would count them), and dropped from the page cache after. */
+#define CUT_CHUNK (1u << 20)
+static bool same_file_bytes(int fa, uint64_t oa, int fb, uint64_t ob, uint64_t n, uint8_t *buf) {
+    bool same = true;
+    for (uint64_t done = 0; same && done < n;) {
+        const size_t want = (size_t)AR_MIN((uint64_t)CUT_CHUNK, n - done);
+        same = pread(fa, buf, want, (off_t)(oa + done)) == (ssize_t)want &&
+               pread(fb, buf + CUT_CHUNK, want, (off_t)(ob + done)) == (ssize_t)want &&
+               memcmp(buf, buf + CUT_CHUNK, want) == 0;
+        done += want;
+    }
+    posix_fadvise(fa, (off_t)oa, (off_t)n, POSIX_FADV_DONTNEED);
+    posix_fadvise(fb, (off_t)ob, (off_t)n, POSIX_FADV_DONTNEED);
+    return same;
+}
+
+/* Every tensor of d equal in bytes to v's of its name (shapes already checked). */
+static bool same_tensor_bytes(const ar_gguf *d, const ar_gguf *v) {
+    if (!d->owns_map || !v->owns_map) { /* in memory: nothing to fault in */
+        for (uint64_t i = 0; i < d->n_tensors; i++) {
+            const ar_gguf_tensor *t = &d->tensors[i], *u = ar_gguf_find_tensor(v, t->name);
+            if (u->data != t->data && memcmp(u->data, t->data, t->nbytes) != 0) return false;
+        }
+        return true;
+    }
+    const int fd = open(d->path, O_RDONLY | O_CLOEXEC), fv = open(v->path, O_RDONLY | O_CLOEXEC);
+    uint8_t *buf = malloc(2 * (size_t)CUT_CHUNK);
+    bool same = fd >= 0 && fv >= 0 && buf;
+    for (uint64_t i = 0; same && i < d->n_tensors; i++) {
+        const ar_gguf_tensor *t = &d->tensors[i], *u = ar_gguf_find_tensor(v, t->name);
+        same = same_file_bytes(fd, (uint64_t)((const uint8_t *)t->data - d->map), fv,
+                               (uint64_t)((const uint8_t *)u->data - v->map), t->nbytes, buf);
+    }
+    free(buf);
+    if (fd >= 0) close(fd);
+    if (fv >= 0) close(fv);
+    return same;
 }
 
 bool ar_model_is_cut_of(const ar_model *d, const ar_model *v) {
@@ -621,10 +663,9 @@ bool ar_model_is_cut_of(const ar_model *d, const ar_model *v) {
     }
     if (expected != d->gguf->n_tensors) return false;
     /* names, types and shapes first (cheap), then the bytes */
-    for (int pass = 0; pass < 2; pass++)
-        for (uint64_t i = 0; i < d->gguf->n_tensors; i++)
-            if (!same_tensor(v->gguf, &d->gguf->tensors[i], pass == 1)) return false;
-    return true;
+    for (uint64_t i = 0; i < d->gguf->n_tensors; i++)
+        if (!same_shape(v->gguf, &d->gguf->tensors[i])) return false;
+    return same_tensor_bytes(d->gguf, v->gguf);
 }
 
 void ar_model_release_memory(ar_model *m) {
