@@ -291,8 +291,22 @@ int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tre
     qsort(c, (size_t)nc, sizeof c[0], by_float_desc);
     const double ratio = n_parents ? ratio_sum / n_parents : 0.0;
     const int32_t room = AR_MIN(tree->cap, AR_TREE_MAX) - tree->n;
-    const int32_t m_max = AR_MIN(AR_MIN(nc, room), SHAPE_MAX_WIDTH);
+    int32_t m_max = AR_MIN(AR_MIN(nc, room), SHAPE_MAX_WIDTH);
     if (m_max <= 0) return 0;
+    /* the rows a tree may still take are few (a budget caps a pass at 65): a candidate takes
+     * one only if that leaves room for the deeper nodes worth more than it, projected along the
+     * best path (c[0] times the ratio, level by level). Verification free up to the cap would
+     * otherwise fill it with this level's long shots and leave the likely path shallow. */
+    if (ratio > 0.0 && ratio < 1.0) {
+        int32_t m = 0;
+        while (m < m_max) {
+            int32_t deeper = 0;
+            for (double f = c[0] * ratio; f > c[m] && deeper < room; f *= ratio) deeper++;
+            if (m + 1 + deeper > room) break;
+            m++;
+        }
+        m_max = AR_MAX(1, m);
+    }
 
     /* stop after this level: add the candidates that make the best cut */
     float v[3 * AR_TREE_MAX];
