@@ -188,7 +188,7 @@ typedef struct arbor_context_params {
     int32_t draft_self_layers;      /* ARBOR_DRAFT_SELF: M >= 1, below the verifier's layers */
     bool draft_share;               /* ARBOR_DRAFT_MODEL: a drafter that is a cut of the verifier
                                        (its first layers, embedding and head, byte for byte, as
-                                       `arbor synth --drafter` or an early-exit export makes)
+                                       `arbor synth --drafter-of` or an early-exit export makes)
                                        drafts with the verifier's own weights instead: the same
                                        logits, one copy in memory; the drafter model's pages are
                                        then unlocked and dropped (it stays usable). Default on. */
@@ -213,8 +213,8 @@ typedef struct arbor_context_params {
                                 weights, a separate drafter model's (its file), the KV caches
                                 and every buffer (0: no budget, the verifier is read through
                                 its mapping). The drafter stays resident; as much of the
-                                verifier as fits stays resident (its head and first layers)
-                                and the rest is read from its file for every forward pass,
+                                verifier as fits stays resident (its head, a self-drafter's
+                                layers and others spread over the model) and the rest is read from its file for every forward pass,
                                 with the next layers read while the current ones compute.
                                 Output is bit-identical either way. A budget too small for the
                                 drafter, the caches and two layers' buffers is refused with the
