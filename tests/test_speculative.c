@@ -127,14 +127,6 @@ Test(speculative, padded_vocabularies, .timeout = 600) {
     free(dir);
 }
 
-static bool collect(void *user, arbor_token token, const char *text, size_t len) {
-    (void)text;
-    (void)len;
-    spec_run *r = user;
-    if (token >= 0 && r->n < (int)(sizeof r->tokens / sizeof r->tokens[0])) r->tokens[r->n++] = token;
-    return true;
-}
-
 /* A drafter cut from the verifier (its first layer, embedding and head, byte for byte) is
  * recognised and drafts with the verifier's own weights: the same tokens and the same trees as
  * the separate model (one copy in memory: no drafter weights in the budget). A drafter of the
@@ -189,7 +181,7 @@ Test(speculative, cut_drafter_shares_the_verifiers_layers, .timeout = 600) {
         gp.n_predict = 48;
         gp.ignore_eos = true;
         memset(&run[share], 0, sizeof run[share]);
-        cr_assert_eq(arbor_generate(ctx, "Once upon a time", &gp, collect, &run[share]), ARBOR_OK,
+        cr_assert_eq(arbor_generate(ctx, "Once upon a time", &gp, spec_collect, &run[share]), ARBOR_OK,
                      "%s", arbor_last_error());
         arbor_get_stats(ctx, &st[share]);
         cr_assert_eq(arbor_context_get_memory(ctx, &mi[share]), ARBOR_OK);

@@ -649,11 +649,14 @@ size_t ar_stream_embed_scratch_bytes(const ar_model *m) {
     return m->tok_embd.nb1 + 64;
 }
 
+/* Where the embedding row of `token` lies in the file. */
+static uint64_t embed_row_offset(const ar_model *m, int32_t token) {
+    return (uint64_t)((const uint8_t *)m->tok_embd.data - m->gguf->map) +
+           (uint64_t)token * m->tok_embd.nb1;
+}
+
 void ar_stream_embed_prefetch(ar_stream *s, const int32_t *tokens, int32_t n) {
-    const ar_model *m = s->m;
     if (s->embd_copy) return;
-    const size_t nb1 = m->tok_embd.nb1;
-    const uint64_t base = (uint64_t)((const uint8_t *)m->tok_embd.data - m->gguf->map);
     for (int32_t i = 0; i < n; i++) {
         const int32_t t = tokens[i];
         if (s->rows) {
@@ -662,7 +665,7 @@ void ar_stream_embed_prefetch(ar_stream *s, const int32_t *tokens, int32_t n) {
             pthread_mutex_unlock(&s->rows_mu);
             if (cached) continue;
         }
-        posix_fadvise(s->fd_rows, (off_t)(base + (uint64_t)t * nb1), (off_t)nb1,
+        posix_fadvise(s->fd_rows, (off_t)embed_row_offset(s->m, t), (off_t)s->m->tok_embd.nb1,
                       POSIX_FADV_WILLNEED);
     }
 }
@@ -685,8 +688,7 @@ ar_status ar_stream_embed(ar_stream *s, int32_t token, void *scratch, float *out
         }
         pthread_mutex_unlock(&s->rows_mu);
     }
-    const uint64_t off =
-        (uint64_t)((const uint8_t *)m->tok_embd.data - m->gguf->map) + (uint64_t)token * nb1;
+    const uint64_t off = embed_row_offset(m, token);
     size_t done = 0;
     while (done < nb1) {
         ssize_t r = pread(s->fd_rows, (uint8_t *)scratch + done, nb1 - done, (off_t)(off + done));

@@ -219,6 +219,23 @@ static void pack_rows(ar_type vdt, const uint8_t *rows, size_t row_bytes, int nc
     }
 }
 
+/* One Q8_0 (Q8_1 with_s) block of activations as the panels store it: its scale, its sum's
+ * scale (0 without), its quants and their sum. */
+typedef struct {
+    float d, s;
+    const int8_t *qs;
+    int sum;
+} q8_block;
+static q8_block q8_block_read(const uint8_t *blk, bool with_s) {
+    ar_half hd, hs = 0;
+    memcpy(&hd, blk, 2);
+    if (with_s) memcpy(&hs, blk + 2, 2);
+    q8_block x = {ar_half_to_float(hd), ar_half_to_float(hs),
+                  (const int8_t *)(blk + (with_s ? 4 : 2)), 0};
+    for (int j = 0; j < AR_QK; j++) x.sum += x.qs[j];
+    return x;
+}
+
 /* Lane c * rep + r of a record holds column c (for every r). A 16-row kernel's panel has one
  * width-1 record per column and block, the ncols columns' records of a block side by side. */
 static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_bytes, int ncols,
@@ -230,18 +247,12 @@ static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_by
             for (size_t b = 0; b < nb; b++) {
                 const uint8_t *blk = rows + (size_t)c * row_bytes + b * bsz;
                 uint8_t *p = panel + (b * (size_t)ncols + (size_t)c) * rec;
-                ar_half hd, hs = 0;
-                memcpy(&hd, blk, 2);
-                if (g->with_s) memcpy(&hs, blk + 2, 2);
-                const int8_t *qs = (const int8_t *)(blk + (g->with_s ? 4 : 2));
-                int sum = 0;
-                for (int j = 0; j < AR_QK; j++) sum += qs[j];
-                const float d = ar_half_to_float(hd), sf = ar_half_to_float(hs);
-                const int32_t corr = g->corr * sum;
-                memcpy(p, qs, AR_QK);
-                memcpy(p + AR_Q32_D(1), &d, 4);
+                const q8_block x = q8_block_read(blk, g->with_s);
+                const int32_t corr = g->corr * x.sum;
+                memcpy(p, x.qs, AR_QK);
+                memcpy(p + AR_Q32_D(1), &x.d, 4);
                 memcpy(p + AR_Q32_CORR(1), &corr, 4);
-                if (g->with_s) memcpy(p + AR_Q32_S(1), &sf, 4);
+                if (g->with_s) memcpy(p + AR_Q32_S(1), &x.s, 4);
             }
         return;
     }
@@ -254,19 +265,15 @@ static void pack_q32(const ar_gemm_kernel *g, const uint8_t *rows, size_t row_by
         float *d = (float *)(p + AR_Q32_D(W)), *s = (float *)(p + AR_Q32_S(W));
         int32_t *corr = (int32_t *)(p + AR_Q32_CORR(W));
         for (int c = 0; c < ncols; c++) {
-            const uint8_t *blk = rows + (size_t)c * row_bytes + (size_t)b * bsz;
-            ar_half hd, hs = 0;
-            memcpy(&hd, blk, 2);
-            if (g->with_s) memcpy(&hs, blk + 2, 2);
-            const int8_t *qs = (const int8_t *)(blk + (g->with_s ? 4 : 2));
-            int sum = 0;
-            for (int j = 0; j < AR_QK; j++) sum += qs[j];
+            const q8_block x = q8_block_read(rows + (size_t)c * row_bytes + (size_t)b * bsz,
+                                             g->with_s);
             for (int r = 0; r < rep; r++) {
                 const int lane = c * rep + r;
-                for (int q = 0; q < 8; q++) memcpy(p + 4 * ((size_t)q * W + lane), qs + 4 * q, 4);
-                d[lane] = ar_half_to_float(hd);
-                corr[lane] = g->corr * sum;
-                if (g->with_s) s[lane] = ar_half_to_float(hs);
+                for (int q = 0; q < 8; q++)
+                    memcpy(p + 4 * ((size_t)q * W + lane), x.qs + 4 * q, 4);
+                d[lane] = x.d;
+                corr[lane] = g->corr * x.sum;
+                if (g->with_s) s[lane] = x.s;
             }
         }
     }

@@ -9,7 +9,7 @@
 
 #include "refs.h"
 
-static bool collect(void *user, arbor_token token, const char *text, size_t len) {
+bool spec_collect(void *user, arbor_token token, const char *text, size_t len) {
     (void)text;
     (void)len;
     spec_run *r = user;
@@ -69,7 +69,7 @@ void spec_generate(const char *target, const char *draft, const char *tree, cons
     gp.ignore_eos = true;
     gp.sampling.temp = temp;
     gp.sampling.seed = seed;
-    cr_assert_eq(arbor_generate(ctx, prompt, &gp, collect, out), ARBOR_OK, "%s",
+    cr_assert_eq(arbor_generate(ctx, prompt, &gp, spec_collect, out), ARBOR_OK, "%s",
                  arbor_last_error());
     arbor_get_stats(ctx, &out->stats);
     arbor_context_free(ctx);

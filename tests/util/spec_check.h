@@ -11,6 +11,9 @@ typedef struct spec_run {
     arbor_stats stats;
 } spec_run;
 
+/* arbor_generate's token callback that appends each token to a spec_run (user). */
+bool spec_collect(void *user, arbor_token token, const char *text, size_t len);
+
 /* Generates n tokens after `prompt` with verifier `target` (a fixture model file name, or an
  * absolute path) and the drafter `draft` (NULL: plain; "lookup"; "self:M"; or a fixture model
  * file name or absolute path) in tree mode `tree`, or "adaptive@cheap": the adaptive scheduler
