@@ -248,24 +248,36 @@ static void gemm_rows(const mm_job *j, const ar_tensor *W, float *y, int64_t lo,
 
 #undef W_ROWS
 
+/* Weight bytes of the rows that rows16_rows keeps in L2 while every panel passes over them
+ * (L2 is 1 MB a core on Zen 4, 2 MB on Sapphire Rapids: room for the panels as well). */
+#define ROWS16_L2_BYTES (256 * 1024)
+
 /* Output rows [lo, hi) of W (lo a multiple of 16) by a 16-row kernel: one call per 16 rows and
- * panel (16 columns), writing y itself. Panels in the outer loop: a panel is read from the caches
- * once for the chunk's rows, whose weights stay in L2 meanwhile (with 32 panels of a 512-token
- * prompt, the other order read every panel again for every 16 rows). */
+ * panel (16 columns), writing y itself. The rows go in blocks of about ROWS16_L2_BYTES, panels
+ * inside a block: a block's weights come from memory once and from L2 for the other panels, and
+ * a panel is read from the caches once a block (with 32 panels of a 512-token prompt, panels
+ * inside every 16 rows read every panel again for every 16 rows; panels outside the whole chunk
+ * read a chunk of more than L2 from memory again for every panel). */
 static void rows16_rows(const mm_job *j, const uint8_t *panel, const ar_tensor *W, float *y,
                         int64_t lo, int64_t hi) {
     const ar_gemm_kernel *g = j->g;
     const int64_t n_in = W->ne[0], n_out = W->ne[1];
     const size_t gbytes = j->packed ? ar_pack_group_bytes(W->type, n_in) : 0;
     const size_t rec = g->panel == AR_PANEL_QK ? AR_QK_RECORD(1) : AR_Q32_RECORD(1, g->with_s);
-    for (int p = 0; p < j->ngroups; p++) { /* panel p: columns 16 p .. (its records' stride) */
-        const int32_t c0 = p * g->lanes, nc = AR_MIN(g->lanes, j->n - c0);
-        for (int64_t r0 = lo; r0 < hi; r0 += AR_PACK_ROWS) {
-            const int nr = (int)AR_MIN(AR_PACK_ROWS, hi - r0);
-            const uint8_t *w = j->packed ? (const uint8_t *)W->packed + (size_t)(r0 / 16) * gbytes
-                                         : (const uint8_t *)W->data + (size_t)r0 * W->nb1;
-            g->rows16(n_in, w, W->nb1, nr, panel + (size_t)p * j->pstride, (size_t)nc * rec, nc,
-                      y + (size_t)c0 * n_out + r0, (size_t)n_out, j->add);
+    const size_t group_bytes = (size_t)AR_PACK_ROWS * W->nb1; /* packed or not, about the same */
+    const int64_t block = AR_PACK_ROWS * AR_MAX(1, (int64_t)(ROWS16_L2_BYTES / group_bytes));
+    for (int64_t b0 = lo; b0 < hi; b0 += block) {
+        const int64_t b1 = AR_MIN(hi, b0 + block);
+        for (int p = 0; p < j->ngroups; p++) { /* panel p: columns 16 p .. (its records' stride) */
+            const int32_t c0 = p * g->lanes, nc = AR_MIN(g->lanes, j->n - c0);
+            for (int64_t r0 = b0; r0 < b1; r0 += AR_PACK_ROWS) {
+                const int nr = (int)AR_MIN(AR_PACK_ROWS, b1 - r0);
+                const uint8_t *w = j->packed
+                                       ? (const uint8_t *)W->packed + (size_t)(r0 / 16) * gbytes
+                                       : (const uint8_t *)W->data + (size_t)r0 * W->nb1;
+                g->rows16(n_in, w, W->nb1, nr, panel + (size_t)p * j->pstride, (size_t)nc * rec,
+                          nc, y + (size_t)c0 * n_out + r0, (size_t)n_out, j->add);
+            }
         }
     }
 }
