@@ -51,10 +51,11 @@ typedef struct ar_draft_request {
     const ar_sampler_params *sampling; /* transforms giving the drafter's q when sampling */
     ar_rng *rng;
     /* dynamic trees: the estimated probability that the verifier accepts a node the drafter gave
-     * p_draft, accept(accept_user, p_draft) (NULL: p_draft itself; the scheduler's acceptance
-     * model otherwise). A node's value is the product along its path; growth stops when no new
-     * node's value reaches stop_below (0: the default of 0.02). */
-    float (*accept)(const void *accept_user, float p_draft);
+     * p_draft, accept(accept_user, p_draft, first) (first: the node is its parent's likeliest
+     * child; NULL: p_draft itself; the scheduler's acceptance model otherwise). A node's value
+     * is the product along its path; growth stops when no new node's value reaches stop_below
+     * (0: the default of 0.02). */
+    float (*accept)(const void *accept_user, float p_draft, bool first);
     const void *accept_user;
     float stop_below;
     /* dynamic trees, optional: sizes each level from costs (the adaptive scheduler). Before a

@@ -14,8 +14,9 @@
 #define MAX_CHAIN 16         /* the longest chain the can-pay test considers */
 #define FALLBACK_MIN_STEPS 4 /* speculative steps measured before the fallback judges them */
 
-float ar_sched_accept(const void *user, float p) {
-    return ((const ar_sched *)user)->accept_table[ar_accept_bin(p)];
+float ar_sched_accept(const void *user, float p, bool first) {
+    const ar_sched *s = user;
+    return (first ? s->first_table : s->rest_table)[ar_accept_bin(p)];
 }
 
 void ar_sched_init(ar_sched *s) {
@@ -25,6 +26,7 @@ void ar_sched_init(ar_sched *s) {
         s->prop[b] = 1.0;
         s->acc[b] = (b + 0.5) / AR_ACCEPT_BINS;
         s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
+        s->first_table[b] = s->rest_table[b] = s->accept_table[b]; /* no first choice seen */
     }
     s->top_acc = 0.5, s->top_prop = 1.0; /* prior: one trial, half accepted */
     s->threshold = 0.05f;
@@ -269,13 +271,13 @@ int32_t ar_sched_shape_level(const void *user, const ar_tree *tree, const ar_tre
     int32_t n_parents = 0;
     for (int32_t i = 0; i < n_cands; i++) {
         const float pv = tree->nodes[cands[i].parent].value;
-        const float a = ar_sched_accept(s, cands[i].p), v = pv * a;
-        bool best_of_parent = true; /* ties: the first listed */
+        bool best_of_parent = true; /* the likeliest child (ties: the first listed) */
         for (int32_t j = 0; j < n_cands && best_of_parent; j++) {
             if (j == i || cands[j].parent != cands[i].parent) continue;
-            const float aj = ar_sched_accept(s, cands[j].p);
-            if (aj > a || (aj == a && j < i)) best_of_parent = false;
+            if (cands[j].p > cands[i].p || (cands[j].p == cands[i].p && j < i))
+                best_of_parent = false;
         }
+        const float a = ar_sched_accept(s, cands[i].p, best_of_parent), v = pv * a;
         if (best_of_parent && pv > 0) {
             ratio_sum += a;
             n_parents++;
@@ -350,11 +352,24 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
             if (top < 0 || tree->nodes[c].p_draft > tree->nodes[top].p_draft) top = c;
         }
         if (top >= 0) {
+            const int b = ar_accept_bin(tree->nodes[top].p_draft);
+            const bool taken = j + 1 < n_path && path[j + 1] == top;
             s->top_prop += 1.0;
-            s->top_acc += j + 1 < n_path && path[j + 1] == top;
+            s->top_acc += taken;
+            s->first_prop[b] += 1.0;
+            s->first_acc[b] += taken;
         }
     }
-    for (int b = 0; b < AR_ACCEPT_BINS; b++) s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
+    for (int b = 0; b < AR_ACCEPT_BINS; b++) {
+        s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
+        /* first choices: their bin's counts with one observation at the rate of all first
+         * choices as the prior (a few steps teach every bin how right the drafter's first
+         * choice is; the bin then refines it) */
+        s->first_table[b] = (float)((s->first_acc[b] + s->top_acc / s->top_prop) /
+                                    (s->first_prop[b] + 1.0));
+        /* the others: all children less the first choices (the prior stays in acc, prop) */
+        s->rest_table[b] = (float)((s->acc[b] - s->first_acc[b]) / (s->prop[b] - s->first_prop[b]));
+    }
     /* threshold: the drafter went as deep as it was right: draft deeper next time; it was
      * wrong early: hand over to the verifier sooner */
     int32_t accepted = n_path - 1, depth = tree->max_depth;

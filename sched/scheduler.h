@@ -64,8 +64,13 @@ typedef struct ar_sched {
                                    a plain pass costs as much as a tree's) */
     double acc[AR_ACCEPT_BINS]; /* accepted draft tokens whose parent was accepted, by bin */
     double prop[AR_ACCEPT_BINS];/* proposed draft tokens whose parent was accepted, by bin */
+    double first_acc[AR_ACCEPT_BINS], first_prop[AR_ACCEPT_BINS]; /* the same for likeliest
+                                 * children alone (a confident drafter's first choice is accepted
+                                 * far more often than its p says, its other children less) */
     double top_acc, top_prop;   /* the same for each accepted node's likeliest child: a chain's */
-    float accept_table[AR_ACCEPT_BINS];
+    float accept_table[AR_ACCEPT_BINS]; /* all children */
+    float first_table[AR_ACCEPT_BINS];  /* likeliest children */
+    float rest_table[AR_ACCEPT_BINS];   /* the others */
     float threshold;            /* stop drafting below this path value */
     double win_tokens, win_seconds; /* recent speculative steps (decaying sums) */
     int32_t win_steps;          /* speculative steps measured since the last probe began */
@@ -80,7 +85,7 @@ void ar_sched_init(ar_sched *s);
 /* The estimated probability that the verifier accepts a draft token the drafter gave p (user:
  * the ar_sched; the drafter's ar_draft_request.accept). A node's value is the product of these
  * along its path. */
-float ar_sched_accept(const void *user, float p);
+float ar_sched_accept(const void *user, float p, bool first);
 /* Interpolated seconds for a verifier / drafter batch of n rows. */
 double ar_sched_verify_cost(const ar_sched *s, int32_t n);
 double ar_sched_draft_cost(const ar_sched *s, int32_t n);

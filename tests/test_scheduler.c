@@ -154,6 +154,32 @@ Test(scheduler, levels_are_shaped_by_costs) {
     ar_tree_free(&t);
 }
 
+/* A drafter whose first choice has p 0.35 and is right, with a sibling of p 0.33 that is
+ * wrong: its likeliest children are calibrated apart from the others. */
+Test(scheduler, likeliest_children_are_calibrated_apart) {
+    ar_sched s;
+    ar_sched_init(&s);
+    ar_tree t;
+    cr_assert_eq(ar_tree_init(&t, 64), AR_OK);
+    int32_t path[9] = {0};
+    for (int step = 0; step < 20; step++) {
+        ar_tree_reset(&t, 1);
+        int parent = 0;
+        for (int d = 0; d < 8; d++) {
+            const int c = ar_tree_add(&t, parent, 100 + d, 0.35f);
+            cr_assert_geq(ar_tree_add(&t, parent, 300 + d, 0.33f), 0);
+            path[d + 1] = c;
+            parent = c;
+        }
+        ar_sched_update(&s, &t, path, 9, 0.0, 9);
+    }
+    cr_assert_gt(ar_sched_accept(&s, 0.35f, true), 0.95f, "first choices: 160 of 160 accepted");
+    cr_assert_lt(ar_sched_accept(&s, 0.33f, false), 0.05f, "their siblings: 0 of 160");
+    /* one table of all children would put both near one half */
+    cr_assert(fabsf(s.accept_table[3] - 0.5f) < 0.05f, "%f", s.accept_table[3]);
+    ar_tree_free(&t);
+}
+
 Test(scheduler, acceptance_model_and_threshold_adapt) {
     ar_sched s;
     ar_sched_init(&s);
