@@ -48,7 +48,8 @@ AI __m512 bcast_f32(const uint8_t *p) {
 }
 /* s += 4-value dot products of the 16 rows' unsigned values w with the column's quant word at p */
 AI __m512i dp_word(__m512i s, __m512i w, const uint8_t *p) {
-    return _mm512_dpbusd_epi32(s, w, bcast_i32(p));
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(w), "m"(*(const int32_t *)p));
+    return s;
 }
 
 /* Stores 16 results of one column: lane L holds row L (packed) or IN_PLACE_ROW(L); rows past
