@@ -1,8 +1,10 @@
 /* calibrate.c: where the adaptive scheduler's cost table comes from.
  *   cache    an entry of the per-user cost cache written by an earlier context with the same
  *            verifier and drafter files, budget, threads, CPU and arbor version: the table as
- *            that run left it, refined online from there (a stale or corrupt entry is ignored
- *            with a warning);
+ *            that run left it, refined online from there, with the acceptance model's counts
+ *            (capped, scheduler.h) so that a short run does not spend its first steps learning
+ *            how often the drafter is right (a stale or corrupt entry is ignored with a
+ *            warning);
  *   start    else the first step is a plain one (a real token, not an extra pass), and its
  *            timing starts the table with two single-row drafter batches (a few percent of a
  *            verifier pass for a drafter worth having); larger batches follow a per-row slope,
@@ -23,6 +25,8 @@
 #include "src/core/cpu.h"
 
 #define CACHE_MAX_BYTES 8192
+/* the line after the costs that starts the acceptance model's counts (scheduler.h) */
+#define ACCEPT_HEADER "acceptance\n"
 
 /* ---- start: from the first plain step ---- */
 
@@ -97,18 +101,27 @@ bool ar_costs_load_cache(ar_engine *e) {
         ar_clear_error(); /* no entry yet */
         return false;
     }
-    ar_cost_table t;
+    ar_cost_table t = {0};
+    ar_sched accept = sp->sched; /* the acceptance counts, checked before anything is applied */
     const size_t klen = strlen(key);
     bool ok = n > 4 + klen && !strncmp(text, "key ", 4) && !strncmp(text + 4, key, klen) &&
               text[4 + klen] == '\n';
+    /* the costs, then (optional) the acceptance model after its header line */
+    char *acc = ok ? strstr(text + 4 + klen, ACCEPT_HEADER) : NULL;
+    if (acc) *acc = 0, acc += strlen(ACCEPT_HEADER);
     if (!ok) {
         ar_engine_warn(e, "cost cache %s: written for other settings; ignored", path);
     } else if (ar_cost_table_parse(text + 5 + klen, path, &t) != AR_OK ||
-               t.streamed != (e->stream != NULL)) {
+               t.streamed != (e->stream != NULL) ||
+               (acc && ar_sched_acceptance_parse(&accept, acc, path) != AR_OK)) {
+        if (t.streamed != (e->stream != NULL) && !ar_last_error()[0])
+            ar_fail(AR_ERR_FORMAT, "%s: written for a %s verifier", path,
+                    t.streamed ? "streamed" : "resident");
         ar_engine_warn(e, "cost cache: %s; ignored", ar_last_error());
         ar_clear_error();
         ok = false;
     }
+    if (ok && acc) ar_sched_acceptance_parse(&sp->sched, acc, path); /* checked: cannot fail */
     free(text);
     if (!ok) return false;
     sp->sched.costs = t;
@@ -125,6 +138,10 @@ ar_status ar_costs_save_cache(ar_engine *e) {
     int k = snprintf(text, sizeof text, "key %s\n", key);
     if (k <= 0 || (size_t)k >= sizeof text) return AR_OK;
     k += ar_cost_table_format(&sp->sched.costs, text + k, sizeof text - (size_t)k);
+    if ((size_t)k >= sizeof text) return AR_OK;
+    k += snprintf(text + k, sizeof text - (size_t)k, "%s", ACCEPT_HEADER);
+    if ((size_t)k >= sizeof text) return AR_OK;
+    k += ar_sched_acceptance_format(&sp->sched, text + k, sizeof text - (size_t)k);
     if ((size_t)k >= sizeof text) return AR_OK;
     return ar_write_file_atomic(path, text, (size_t)k);
 }

@@ -14,6 +14,8 @@
 #define MAX_CHAIN 16         /* the longest chain the can-pay test considers */
 #define FALLBACK_MIN_STEPS 4 /* speculative steps measured before the fallback judges them */
 
+static void acceptance_tables(ar_sched *s);
+
 float ar_sched_accept(const void *user, float p, bool first) {
     const ar_sched *s = user;
     return (first ? s->first_table : s->rest_table)[ar_accept_bin(p)];
@@ -360,16 +362,7 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
             s->first_acc[b] += taken;
         }
     }
-    for (int b = 0; b < AR_ACCEPT_BINS; b++) {
-        s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
-        /* first choices: their bin's counts with one observation at the rate of all first
-         * choices as the prior (a few steps teach every bin how right the drafter's first
-         * choice is; the bin then refines it) */
-        s->first_table[b] = (float)((s->first_acc[b] + s->top_acc / s->top_prop) /
-                                    (s->first_prop[b] + 1.0));
-        /* the others: all children less the first choices (the prior stays in acc, prop) */
-        s->rest_table[b] = (float)((s->acc[b] - s->first_acc[b]) / (s->prop[b] - s->first_prop[b]));
-    }
+    acceptance_tables(s);
     /* threshold: the drafter went as deep as it was right: draft deeper next time; it was
      * wrong early: hand over to the verifier sooner */
     int32_t accepted = n_path - 1, depth = tree->max_depth;
@@ -462,6 +455,90 @@ ar_status ar_sched_save_costs(const ar_sched *s, const char *path) {
     for (int i = 0; i < AR_COST_SIZES; i++)
         fprintf(f, "draft %d %.9g\n", ar_cost_size(i), s->costs.draft[i]);
     if (fclose(f) != 0) return ar_fail(AR_ERR_IO, "%s: write failed", path);
+    return AR_OK;
+}
+
+/* The tables from the counts. */
+static void acceptance_tables(ar_sched *s) {
+    for (int b = 0; b < AR_ACCEPT_BINS; b++) {
+        s->accept_table[b] = (float)(s->acc[b] / s->prop[b]);
+        /* first choices: their bin's counts with one observation at the rate of all first
+         * choices as the prior (a few steps teach every bin how right the drafter's first
+         * choice is; the bin then refines it) */
+        s->first_table[b] = (float)((s->first_acc[b] + s->top_acc / s->top_prop) /
+                                    (s->first_prop[b] + 1.0));
+        /* the others: all children less the first choices (the prior stays in acc, prop) */
+        s->rest_table[b] =
+            (float)((s->acc[b] - s->first_acc[b]) / (s->prop[b] - s->first_prop[b]));
+    }
+}
+
+/* Scale of counts of weight n kept at most AR_ACCEPT_KEEP. */
+static double keep_scale(double n) { return n > AR_ACCEPT_KEEP ? AR_ACCEPT_KEEP / n : 1.0; }
+
+int ar_sched_acceptance_format(const ar_sched *s, char *buf, size_t cap) {
+    size_t k = 0;
+    for (int b = 0; b <= AR_ACCEPT_BINS; b++) {
+        int w;
+        if (b < AR_ACCEPT_BINS) {
+            /* the first choices and the others capped apart: the others keep at least the
+             * prior's one observation, so their rate stays defined */
+            const double fa = s->first_acc[b], fp = s->first_prop[b];
+            const double ra = s->acc[b] - fa, rp = s->prop[b] - fp;
+            const double ff = keep_scale(fp), fr = keep_scale(rp);
+            w = snprintf(buf + k, k < cap ? cap - k : 0, "accept %d %.6g %.6g %.6g %.6g\n", b,
+                         ra * fr + fa * ff, rp * fr + fp * ff, fa * ff, fp * ff);
+        } else {
+            const double f = keep_scale(s->top_prop);
+            w = snprintf(buf + k, k < cap ? cap - k : 0, "first %.6g %.6g\n", s->top_acc * f,
+                         s->top_prop * f);
+        }
+        if (w > 0) k += (size_t)w;
+    }
+    return (int)k;
+}
+
+ar_status ar_sched_acceptance_parse(ar_sched *s, const char *text, const char *name) {
+    double acc[AR_ACCEPT_BINS], prop[AR_ACCEPT_BINS], facc[AR_ACCEPT_BINS], fprop[AR_ACCEPT_BINS];
+    double tacc = -1, tprop = -1;
+    bool seen[AR_ACCEPT_BINS] = {0};
+    int lineno = 0;
+    for (const char *p = text; *p;) {
+        const char *eol = strchr(p, '\n');
+        const size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        char line[160];
+        lineno++;
+        if (len >= sizeof line) return ar_fail(AR_ERR_FORMAT, "%s:%d: line too long", name, lineno);
+        memcpy(line, p, len);
+        line[len] = 0;
+        p += len + (eol ? 1 : 0);
+        if (!line[0]) continue;
+        int b, used = 0;
+        double a, n, fa, fn;
+        if (sscanf(line, "accept %d %lf %lf %lf %lf%n", &b, &a, &n, &fa, &fn, &used) == 5 &&
+            !line[used] && b >= 0 && b < AR_ACCEPT_BINS && !seen[b] && fn >= 0 &&
+            fn <= AR_ACCEPT_KEEP * 1.001 && n - fn >= 0.999 &&
+            n - fn <= AR_ACCEPT_KEEP * 1.001 && fa >= 0 && fa <= fn && a - fa >= 0 &&
+            a - fa <= n - fn) {
+            acc[b] = a, prop[b] = n, facc[b] = fa, fprop[b] = fn;
+            seen[b] = true;
+            continue;
+        }
+        if (sscanf(line, "first %lf %lf%n", &a, &n, &used) == 2 && !line[used] && tprop < 0 &&
+            n > 0 && n <= AR_ACCEPT_KEEP * 1.001 && a >= 0 && a <= n) {
+            tacc = a, tprop = n;
+            continue;
+        }
+        return ar_fail(AR_ERR_FORMAT, "%s:%d: not an acceptance entry: '%s'", name, lineno, line);
+    }
+    for (int b = 0; b < AR_ACCEPT_BINS; b++)
+        if (!seen[b]) return ar_fail(AR_ERR_FORMAT, "%s: no acceptance entry for bin %d", name, b);
+    if (tprop < 0) return ar_fail(AR_ERR_FORMAT, "%s: no 'first' acceptance entry", name);
+    for (int b = 0; b < AR_ACCEPT_BINS; b++)
+        s->acc[b] = acc[b], s->prop[b] = prop[b], s->first_acc[b] = facc[b],
+        s->first_prop[b] = fprop[b];
+    s->top_acc = tacc, s->top_prop = tprop;
+    acceptance_tables(s);
     return AR_OK;
 }
 

@@ -139,4 +139,13 @@ ar_status ar_sched_save_costs(const ar_sched *s, const char *path);
 int ar_cost_table_format(const ar_cost_table *t, char *buf, size_t cap);
 ar_status ar_cost_table_parse(const char *text, const char *name, ar_cost_table *out);
 
+/* The acceptance model's counts as text (kept in the cost cache beside the costs), each bin's
+ * weight capped at AR_ACCEPT_KEEP observations so that a run with another prompt or sampling
+ * relearns it within a few steps: lines "accept BIN ACC PROP FIRST_ACC FIRST_PROP" for every bin
+ * and "first ACC PROP" (all first choices). Parsing checks every count (0 <= acc <= prop) and
+ * applies them only when all are good. */
+#define AR_ACCEPT_KEEP 32.0
+int ar_sched_acceptance_format(const ar_sched *s, char *buf, size_t cap);
+ar_status ar_sched_acceptance_parse(ar_sched *s, const char *text, const char *name);
+
 #endif

@@ -126,6 +126,9 @@ Test(cost_cache, kept_between_runs_and_never_trusted_blindly, .init = setup, .fi
     cr_assert(text && !strncmp(text, "key v1 arbor ", 13) && strstr(text, "\nverify 1 ") &&
                   strstr(text, "\ndraft 256 "),
               "%s", text ? text : "(unreadable)");
+    cr_assert(strstr(text, "\nacceptance\naccept 0 ") && strstr(text, "\naccept 9 ") &&
+                  strstr(text, "\nfirst "),
+              "the acceptance model is kept too: %s", text);
     free(text);
 
     generate(target, draft, &second);
@@ -158,6 +161,22 @@ Test(cost_cache, kept_between_runs_and_never_trusted_blindly, .init = setup, .fi
     warnings[0] = 0;
     generate(target, draft, &second);
     cr_assert(strstr(warnings, "cost cache"), "warned: [%s]", warnings);
+    cr_assert_str_eq(second.reason, STARTS);
+
+    /* an acceptance count out of range (more accepted than proposed): ignored as well */
+    generate(target, draft, &second); /* a good entry again */
+    text = (char *)read_whole(path, &n);
+    char *fl = strstr(text, "\nfirst ");
+    cr_assert(fl);
+    f = fopen(path, "w");
+    fwrite(text, 1, (size_t)(fl - text), f);
+    fputs("\nfirst 9 2\n", f);
+    fclose(f);
+    free(text);
+    warnings[0] = 0;
+    generate(target, draft, &second);
+    cr_assert(strstr(warnings, "cost cache") && strstr(warnings, "acceptance"), "warned: [%s]",
+              warnings);
     cr_assert_str_eq(second.reason, STARTS);
 
     /* the verifier file rewritten (its identity changes): the old entry is not its */

@@ -2,6 +2,7 @@
  * table and acceptance history (costs injected here), and its fallback backs off and probes. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -177,6 +178,27 @@ Test(scheduler, likeliest_children_are_calibrated_apart) {
     cr_assert_lt(ar_sched_accept(&s, 0.33f, false), 0.05f, "their siblings: 0 of 160");
     /* one table of all children would put both near one half */
     cr_assert(fabsf(s.accept_table[3] - 0.5f) < 0.05f, "%f", s.accept_table[3]);
+    /* kept as text (the cost cache) and read back: the same rates, the weights capped */
+    char text[2048];
+    const int len = ar_sched_acceptance_format(&s, text, sizeof text);
+    cr_assert(len > 0 && (size_t)len < sizeof text);
+    ar_sched r;
+    ar_sched_init(&r);
+    cr_assert_eq(ar_sched_acceptance_parse(&r, text, "test"), AR_OK, "%s", ar_last_error());
+    cr_assert_gt(ar_sched_accept(&r, 0.35f, true), 0.95f);
+    cr_assert_lt(ar_sched_accept(&r, 0.33f, false), 0.05f);
+    cr_assert_leq(r.first_prop[3], AR_ACCEPT_KEEP);
+    cr_assert_leq(r.prop[3] - r.first_prop[3], AR_ACCEPT_KEEP);
+    /* a bin with more accepted than proposed is refused, and nothing is applied */
+    char *b3 = strstr(text, "accept 3 ");
+    cr_assert(b3);
+    memcpy(b3, "accept 3 99", 11);
+    ar_sched u;
+    ar_sched_init(&u);
+    const float before = u.first_table[3];
+    cr_assert_eq(ar_sched_acceptance_parse(&u, text, "test"), AR_ERR_FORMAT);
+    cr_assert_eq(u.first_table[3], before);
+    ar_clear_error();
     ar_tree_free(&t);
 }
 
