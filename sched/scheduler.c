@@ -458,6 +458,23 @@ ar_status ar_sched_save_costs(const ar_sched *s, const char *path) {
     return AR_OK;
 }
 
+/* The next line of text at *p into line (cap bytes): 1, or 0 at the end, or -1 when it is too
+ * long (the error set, naming name and its line number). */
+static int take_line(const char **p, char *line, size_t cap, const char *name, int *lineno) {
+    if (!**p) return 0;
+    const char *eol = strchr(*p, '\n');
+    const size_t len = eol ? (size_t)(eol - *p) : strlen(*p);
+    ++*lineno;
+    if (len >= cap) {
+        ar_fail(AR_ERR_FORMAT, "%s:%d: line too long", name, *lineno);
+        return -1;
+    }
+    memcpy(line, *p, len);
+    line[len] = 0;
+    *p += len + (eol ? 1 : 0);
+    return 1;
+}
+
 /* The tables from the counts. */
 static void acceptance_tables(ar_sched *s) {
     for (int b = 0; b < AR_ACCEPT_BINS; b++) {
@@ -502,16 +519,10 @@ ar_status ar_sched_acceptance_parse(ar_sched *s, const char *text, const char *n
     double acc[AR_ACCEPT_BINS], prop[AR_ACCEPT_BINS], facc[AR_ACCEPT_BINS], fprop[AR_ACCEPT_BINS];
     double tacc = -1, tprop = -1;
     bool seen[AR_ACCEPT_BINS] = {0};
-    int lineno = 0;
-    for (const char *p = text; *p;) {
-        const char *eol = strchr(p, '\n');
-        const size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        char line[160];
-        lineno++;
-        if (len >= sizeof line) return ar_fail(AR_ERR_FORMAT, "%s:%d: line too long", name, lineno);
-        memcpy(line, p, len);
-        line[len] = 0;
-        p += len + (eol ? 1 : 0);
+    int lineno = 0, got_line;
+    char line[160];
+    for (const char *p = text; (got_line = take_line(&p, line, sizeof line, name, &lineno));) {
+        if (got_line < 0) return AR_ERR_FORMAT;
         if (!line[0]) continue;
         int b, used = 0;
         double a, n, fa, fn;
@@ -563,17 +574,10 @@ int ar_cost_table_format(const ar_cost_table *t, char *buf, size_t cap) {
 ar_status ar_cost_table_parse(const char *text, const char *name, ar_cost_table *out) {
     ar_cost_table t = {0};
     bool seen_v[AR_COST_SIZES] = {0}, seen_d[AR_COST_SIZES] = {0}, streamed = false;
-    int lineno = 0;
-    for (const char *p = text; *p;) {
-        const char *eol = strchr(p, '\n');
-        const size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        char line[160];
-        lineno++;
-        if (len >= sizeof line)
-            return ar_fail(AR_ERR_FORMAT, "%s:%d: line too long", name, lineno);
-        memcpy(line, p, len);
-        line[len] = 0;
-        p += len + (eol ? 1 : 0);
+    int lineno = 0, got_line;
+    char line[160];
+    for (const char *p = text; (got_line = take_line(&p, line, sizeof line, name, &lineno));) {
+        if (got_line < 0) return AR_ERR_FORMAT;
         if (!line[0] || line[0] == '#') continue;
         char kind[16];
         int n, flag;
