@@ -316,14 +316,6 @@ static float node_value(const ar_draft_request *req, float parent_value, float p
     return parent_value * (req->accept ? req->accept(req->accept_user, p_draft, first) : p_draft);
 }
 
-/* Whether node i is its parent's likeliest child in the tree (ties: the earlier one). */
-static bool likeliest_child(const ar_tree *tree, int32_t i) {
-    const ar_tree_node *nd = &tree->nodes[i];
-    for (int32_t c = tree->nodes[nd->parent].first_child; c >= 0; c = tree->nodes[c].next_sibling)
-        if (tree->nodes[c].p_draft > nd->p_draft || (tree->nodes[c].p_draft == nd->p_draft && c < i))
-            return false;
-    return true;
-}
 
 static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree *tree,
                              const ar_dist **q) {
@@ -372,7 +364,7 @@ static ar_status draft_model(ar_drafter *d, const ar_draft_request *req, ar_tree
             for (int32_t i = first_new; i < tree->n; i++) {
                 ar_tree_node *nd = &tree->nodes[i];
                 nd->value = node_value(req, tree->nodes[nd->parent].value, nd->p_draft,
-                                       likeliest_child(tree, i));
+                                       ar_tree_likeliest_child(tree, nd->parent) == i);
                 best = fmaxf(best, nd->value);
             }
             /* stop expanding once the best new path is unlikely to be accepted, or when another

@@ -102,7 +102,6 @@ bool ar_costs_load_cache(ar_engine *e) {
         return false;
     }
     ar_cost_table t = {0};
-    ar_sched accept = sp->sched; /* the acceptance counts, checked before anything is applied */
     const size_t klen = strlen(key);
     bool ok = n > 4 + klen && !strncmp(text, "key ", 4) && !strncmp(text + 4, key, klen) &&
               text[4 + klen] == '\n';
@@ -113,7 +112,9 @@ bool ar_costs_load_cache(ar_engine *e) {
         ar_engine_warn(e, "cost cache %s: written for other settings; ignored", path);
     } else if (ar_cost_table_parse(text + 5 + klen, path, &t) != AR_OK ||
                t.streamed != (e->stream != NULL) ||
-               (acc && ar_sched_acceptance_parse(&accept, acc, path) != AR_OK)) {
+               (acc && ar_sched_acceptance_parse(&sp->sched, acc, path) != AR_OK)) {
+        /* the acceptance counts are applied only when they all parse, and only after the
+         * costs did: a refused entry leaves the scheduler as it was */
         if (t.streamed != (e->stream != NULL) && !ar_last_error()[0])
             ar_fail(AR_ERR_FORMAT, "%s: written for a %s verifier", path,
                     t.streamed ? "streamed" : "resident");
@@ -121,7 +122,6 @@ bool ar_costs_load_cache(ar_engine *e) {
         ar_clear_error();
         ok = false;
     }
-    if (ok && acc) ar_sched_acceptance_parse(&sp->sched, acc, path); /* checked: cannot fail */
     free(text);
     if (!ok) return false;
     sp->sched.costs = t;

@@ -346,13 +346,12 @@ void ar_sched_update(ar_sched *s, const ar_tree *tree, const int32_t *path, int3
     /* acceptance model: every child of an accepted node was a fair trial */
     for (int32_t j = 0; j < n_path; j++) {
         int32_t u = path[j];
-        int32_t top = -1;
         for (int32_t c = tree->nodes[u].first_child; c >= 0; c = tree->nodes[c].next_sibling) {
             int b = ar_accept_bin(tree->nodes[c].p_draft);
             s->prop[b] += 1.0;
             if (j + 1 < n_path && path[j + 1] == c) s->acc[b] += 1.0;
-            if (top < 0 || tree->nodes[c].p_draft > tree->nodes[top].p_draft) top = c;
         }
+        const int32_t top = ar_tree_likeliest_child(tree, u);
         if (top >= 0) {
             const int b = ar_accept_bin(tree->nodes[top].p_draft);
             const bool taken = j + 1 < n_path && path[j + 1] == top;

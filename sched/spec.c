@@ -213,9 +213,7 @@ static void phase_guess(step *st) {
     st->n_guess = 0;
     for (int32_t u = 0;;) {
         st->guess_path[st->n_guess++] = u;
-        int32_t best = -1;
-        for (int32_t c = tree->nodes[u].first_child; c >= 0; c = tree->nodes[c].next_sibling)
-            if (best < 0 || tree->nodes[c].p_draft > tree->nodes[best].p_draft) best = c;
+        const int32_t best = ar_tree_likeliest_child(tree, u);
         if (best < 0) break;
         u = best;
     }

@@ -82,6 +82,14 @@ static inline const ar_tree_node *ar_tree_at(const ar_tree *t, int32_t i) {
 static inline bool ar_tree_is_leaf(const ar_tree *t, int32_t i) {
     return t->nodes[i].first_child < 0;
 }
+/* The child of node i the drafter gave the highest p_draft (ties: the first added), or -1 for a
+ * leaf: its first choice. */
+static inline int32_t ar_tree_likeliest_child(const ar_tree *t, int32_t i) {
+    int32_t best = -1;
+    for (int32_t c = t->nodes[i].first_child; c >= 0; c = t->nodes[c].next_sibling)
+        if (best < 0 || t->nodes[c].p_draft > t->nodes[best].p_draft) best = c;
+    return best;
+}
 static inline bool ar_tree_full(const ar_tree *t) {
     return t->n >= t->cap;
 }
