@@ -220,7 +220,8 @@ typedef struct arbor_context_params {
                                 drafter, the caches and two layers' buffers is refused with the
                                 numbers; one above what is needed keeps everything resident.
                                 See docs/design.md, "A verifier larger than memory". */
-    bool cost_cache;         /* adaptive: keep the scheduler's cost table between runs in the
+    bool cost_cache;         /* adaptive: keep the scheduler's cost table (and its counts of
+                                how often the drafter was right) between runs in the
                                 per-user cache ($XDG_CACHE_HOME/arbor/costs, else
                                 ~/.cache/arbor/costs), keyed by the model files, budget,
                                 threads, CPU and arbor version (default on) */
